@@ -1,0 +1,52 @@
+"""The `briefcast` command. Settings are built here, once, and handed to every stage."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import typer
+from rich.console import Console
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.settings import Settings
+
+app = typer.Typer(help="briefcast: news and podcast insights from models on your own machine.", no_args_is_help=True)
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    out: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    _sessions: sessionmaker[Session] | None = None
+
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            from store.db import open_database
+
+            self._sessions = open_database(self.settings.db_url)
+        return self._sessions
+
+
+@app.callback()
+def _root(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v", help="log details")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = AppContext(settings=Settings())
+
+
+def _register() -> None:
+    from api.commands import fetch, items, run, samples, sources
+
+    app.add_typer(sources.app, name="sources")
+    app.add_typer(items.app, name="items")
+    app.add_typer(samples.app, name="samples")
+    app.command("fetch")(fetch.fetch)
+    app.command("run")(run.run)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,99 @@
+"""`briefcast run`: the main job on the embedded default.
+
+With internet it reads the real default sources (sources/default.toml or BRIEFCAST_SOURCES);
+offline it serves the bundled sample world on loopback and reads that instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from sqlalchemy import func, select
+
+from api.commands.items import item_summary, items_table
+from api.commands.samples import start_sample_server
+from api.render import report_table, source_progress, summary_line
+from ingest.fetch import Fetcher
+from ingest.refresh import refresh
+from ingest.sources import SourceSpec, bundled, load_sources_toml, parse_opml
+from store import repo
+from store.models import Item, Source
+from store.settings import Settings
+
+PROBE_SECONDS = 4.0
+
+
+def run(
+    ctx: typer.Context,
+    offline: bool = typer.Option(False, "--offline", help="use the bundled sample world without probing the internet"),
+) -> None:
+    """Fetch the sources (real ones when reachable, else the sample world) and show what was stored."""
+    app = ctx.obj
+    settings: Settings = app.settings
+    specs = _configured_sources(settings)
+    server = None
+    if offline or not _any_reachable(settings, specs):
+        server = start_sample_server()
+        app.out.print(f"[bold]Offline[/]: serving the bundled sample world at {server.base_url}")
+        # The sample server is on loopback: let the guard through for this run only.
+        settings = settings.model_copy(update={"allow_private_addresses": True})
+        specs = load_sources_toml(bundled("samples/sources.toml"), base_url=server.base_url)
+    else:
+        app.out.print(f"[bold]Online[/]: reading {len(specs)} configured sources")
+    try:
+        sessions = app.sessions()
+        source_ids = _register(sessions, specs)
+        with source_progress(app.err, total=len(source_ids)) as advance:
+            report = refresh(settings, sessions, force=True, source_ids=source_ids, on_done=advance)
+    finally:
+        if server:
+            server.stop()
+    app.out.print(report_table(report))
+    app.out.print(summary_line(report))
+    _print_stored(app, sessions, source_ids)
+
+
+def _configured_sources(settings: Settings) -> list[SourceSpec]:
+    path = Path(settings.sources) if settings.sources else bundled("sources/default.toml")
+    if path.suffix.lower() in (".opml", ".xml"):
+        return parse_opml(path.read_bytes())
+    return load_sources_toml(path)
+
+
+def _any_reachable(settings: Settings, specs: list[SourceSpec]) -> bool:
+    """True when at least one of the first few sources answers within a few seconds."""
+    if not specs:
+        return False
+    probe = settings.model_copy(update={"total_timeout": PROBE_SECONDS, "connect_timeout": PROBE_SECONDS})
+
+    async def check() -> bool:
+        async with Fetcher(probe) as fetcher:
+            results = await asyncio.gather(*(fetcher.get(s.url) for s in specs[:3]))
+        return any(r.ok or r.not_modified for r in results)
+
+    return asyncio.run(check())
+
+
+def _register(sessions, specs: list[SourceSpec]) -> list[int]:
+    with sessions() as session, session.begin():
+        return [repo.add_source(session, s.url, kind=s.kind, topic=s.topic, title=s.title)[0].id for s in specs]
+
+
+def _print_stored(app, sessions, source_ids: list[int]) -> None:
+    with sessions() as session:
+        by_kind = dict(session.execute(
+            select(Item.kind, func.count()).where(Item.source_id.in_(source_ids)).group_by(Item.kind)
+        ).all())
+        queued = session.scalar(select(func.count()).where(Item.source_id.in_(source_ids), Item.transcript_status == "queued"))
+        newest = session.scalars(
+            select(Item).where(Item.source_id.in_(source_ids)).order_by(Item.published.desc().nulls_last()).limit(15)
+        ).all()
+        rows = [item_summary(i) for i in newest]
+        n_sources = session.scalar(select(func.count()).select_from(Source))
+    app.out.print(items_table(rows, "Newest stored items"))
+    kinds = ", ".join(f"{n} {k}s" for k, n in sorted(by_kind.items())) or "no items"
+    app.out.print(f"[bold]Stored[/]: {kinds} from {len(source_ids)} sources "
+                  f"({n_sources} sources in the database); {queued or 0} episodes queued for transcription")
+    app.out.print(f"Database: {app.settings.db_url}")

@@ -1,0 +1,101 @@
+"""`briefcast sources add | import | list`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+
+from ingest.sources import KINDS, SourceListError, load_sources_toml, parse_opml
+from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks
+from ingest.urls import is_http_url
+from store import repo
+from store.models import Item
+
+app = typer.Typer(help="Manage the feeds, podcasts and threads briefcast reads.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    url: str,
+    kind: str = typer.Option("feed", help="feed | podcast | thread"),
+    topic: str | None = typer.Option(None, help="topic this source feeds, e.g. ai-geopolitics"),
+    title: str | None = typer.Option(None, help="display name"),
+) -> None:
+    """Add one source by URL."""
+    app_ctx = ctx.obj
+    if kind not in KINDS:
+        raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="--kind")
+    if not is_http_url(url):
+        raise typer.BadParameter("only http:// and https:// URLs can be fetched", param_hint="URL")
+    try:
+        check_url_now(url, app_ctx.settings.allow_private_addresses, parse_networks(app_ctx.settings.allowed_networks))
+    except BlockedAddressError as exc:
+        app_ctx.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    with app_ctx.sessions()() as session, session.begin():
+        source, created = repo.add_source(session, url, kind=kind, topic=topic, title=title)
+        word = "added" if created else "already present"
+        app_ctx.out.print(f"{word}: #{source.id} {source.url} ({source.kind})")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="an OPML file (or briefcast sources TOML)"),
+    topic: str | None = typer.Option(None, help="topic for every imported source without one"),
+) -> None:
+    """Import sources from an OPML subscription list."""
+    app_ctx = ctx.obj
+    try:
+        specs = load_sources_toml(file) if file.suffix == ".toml" else parse_opml(file.read_bytes())
+    except SourceListError as exc:
+        app_ctx.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    added = refused = 0
+    networks = parse_networks(app_ctx.settings.allowed_networks)
+    with app_ctx.sessions()() as session, session.begin():
+        for spec in specs:
+            try:
+                check_url_now(spec.url, app_ctx.settings.allow_private_addresses, networks)
+            except BlockedAddressError as exc:
+                app_ctx.err.print(f"[yellow]skipped:[/] {exc}")
+                refused += 1
+                continue
+            _, created = repo.add_source(session, spec.url, kind=spec.kind, topic=spec.topic or topic, title=spec.title)
+            added += created
+    app_ctx.out.print(f"{len(specs)} sources in {file.name}: {added} added, "
+                      f"{len(specs) - added - refused} already present, {refused} refused")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List sources with their state."""
+    app_ctx = ctx.obj
+    with app_ctx.sessions()() as session:
+        counts = dict(session.execute(select(Item.source_id, func.count()).group_by(Item.source_id)).all())
+        rows = [
+            {
+                "id": s.id, "url": s.url, "kind": s.kind, "topic": s.topic, "title": s.title,
+                "items": counts.get(s.id, 0), "last_status": s.last_status, "last_error": s.last_error,
+                "next_due_at": s.next_due_at.isoformat() if s.next_due_at else None,
+            }
+            for s in repo.list_sources(session)
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} sources")
+    for column in ("id", "kind", "topic", "items", "status", "next due", "source"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        status = r["last_status"] or "never fetched"
+        if r["last_error"]:
+            status += f": {r['last_error'][:80]}"
+        table.add_row(str(r["id"]), r["kind"], r["topic"] or "", str(r["items"]), status,
+                      (r["next_due_at"] or "now")[:16], r["title"] or r["url"])
+    app_ctx.out.print(table)

@@ -1,0 +1,247 @@
+"""Refresh every due source: fetch, parse, enrich (full text, transcripts), store. One broken
+source never stops the others: each outcome is recorded, with a readable reason when it failed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.content import RobotsCache, fill_full_text, needs_full_text
+from ingest.entry import Entry, Kind
+from ingest.fetch import FetchResult, Fetcher
+from ingest.ids import entry_hash
+from ingest.parse import NotAFeedError, ParsedFeed, parse_feed
+from ingest.threads import ThreadError, parse_thread
+from ingest.transcripts import TranscriptError, choose_transcript, parse_transcript, transcript_format
+from store import repo
+from store.models import FetchAttempt, Source
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_PAGES_PER_SOURCE = 50  # full-text fetches per source per run: polite to one publisher
+
+
+@dataclass
+class SourceOutcome:
+    source_id: int
+    url: str
+    status: str  # new | not_modified | failed
+    new_items: int = 0
+    updated_items: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    http_status: int | None = None
+    seconds: float = 0.0
+    title: str | None = None
+
+
+@dataclass
+class RefreshReport:
+    sources: list[SourceOutcome]
+
+    @property
+    def new_items(self) -> int:
+        return sum(o.new_items for o in self.sources)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.sources if o.status == status)
+
+    def as_json(self) -> dict:
+        return {
+            "sources": [
+                {k: v for k, v in asdict(o).items() if k in ("url", "status", "new_items", "error",
+                                                              "updated_items", "http_status", "title")}
+                for o in self.sources
+            ],
+            "new_items": self.new_items,
+            "not_modified": self.count("not_modified"),
+            "failed": self.count("failed"),
+        }
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    id: int
+    url: str
+    kind: str
+    etag: str | None
+    last_modified: str | None
+
+
+class Refresher:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self._write_lock = asyncio.Lock()  # one writer: SQLite allows no more, PostgreSQL needs no more
+        self.schedule = repo.Schedule(
+            refresh=timedelta(minutes=settings.refresh_minutes),
+            max_backoff=timedelta(minutes=settings.max_backoff_minutes),
+        )
+
+    async def run(
+        self,
+        *,
+        force: bool = False,
+        source_ids: list[int] | None = None,
+        on_done: Callable[[SourceOutcome], None] | None = None,
+    ) -> RefreshReport:
+        snapshots = await asyncio.to_thread(self._load_due, force, source_ids)
+        async with Fetcher(self.settings) as fetcher:
+            robots = RobotsCache(fetcher, self.settings.user_agent) if self.settings.respect_robots else None
+
+            async def one(snap: _Snapshot) -> SourceOutcome:
+                outcome = await self._refresh_one(snap, fetcher, robots)
+                if on_done:
+                    on_done(outcome)
+                return outcome
+
+            outcomes = await asyncio.gather(*(one(s) for s in snapshots))
+        return RefreshReport(list(outcomes))
+
+    def _load_due(self, force: bool, source_ids: list[int] | None) -> list[_Snapshot]:
+        with self.sessions() as session:
+            sources = repo.due_sources(session, datetime.now(UTC), force=force)
+            return [
+                _Snapshot(s.id, s.url, s.kind, s.etag, s.last_modified)
+                for s in sources
+                if source_ids is None or s.id in source_ids
+            ]
+
+    async def _refresh_one(self, snap: _Snapshot, fetcher: Fetcher, robots: RobotsCache | None) -> SourceOutcome:
+        started = time.perf_counter()
+        outcome = SourceOutcome(snap.id, snap.url, status="failed")
+        attempt = FetchAttempt(status="failed")
+        retry_after = None
+        try:
+            result = await fetcher.get(snap.url, etag=snap.etag, last_modified=snap.last_modified)
+            outcome.http_status = attempt.http_status = result.status
+            attempt.bytes_read = len(result.body)
+            retry_after = result.retry_after
+            parsed = await self._handle(snap, result, fetcher, robots, outcome, attempt)
+        except Exception as exc:  # a bug or a library surprise must not stop the other sources
+            log.exception("refreshing %s failed", snap.url)
+            outcome.status, outcome.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            parsed = None
+        attempt.status, attempt.error = outcome.status, outcome.error
+        attempt.duration_ms = (time.perf_counter() - started) * 1000
+        outcome.seconds = attempt.duration_ms / 1000
+        await self._store(snap, parsed, attempt, outcome, retry_after)
+        return outcome
+
+    async def _handle(self, snap, result: FetchResult, fetcher, robots, outcome, attempt):
+        if result.error:
+            outcome.error = result.error
+            return None
+        if result.not_modified:
+            outcome.status = "not_modified"
+            attempt.etag, attempt.last_modified = snap.etag, snap.last_modified
+            return None
+        attempt.etag, attempt.last_modified = result.etag, result.last_modified
+        try:
+            parsed = await self._parse(snap, result, fetcher, outcome)
+        except (NotAFeedError, ThreadError) as exc:
+            outcome.error = f"{exc}"
+            return None
+        if parsed.warning:
+            outcome.warnings.append(parsed.warning)
+        outcome.status, outcome.title = "new", parsed.title
+        hashes = await self._enrich(snap, parsed.entries, fetcher, robots, outcome)
+        return parsed, hashes
+
+    async def _parse(self, snap: _Snapshot, result: FetchResult, fetcher: Fetcher, outcome) -> ParsedFeed:
+        if snap.kind == "thread":
+            entries = await asyncio.to_thread(
+                parse_thread, result.body, source_url=snap.url, content_type=result.content_type
+            )
+            return ParsedFeed(format="thread", entries=entries)
+        try:
+            return await asyncio.to_thread(parse_feed, result.body, url=result.final_url, headers=result.headers)
+        except NotAFeedError as exc:
+            if not exc.feed_links:
+                raise
+            # Autodiscovery: the URL is a web page that advertises its feed.
+            found = await fetcher.get(exc.feed_links[0])
+            if not found.ok:
+                raise NotAFeedError(f"{exc}; fetching it failed: {found.error or found.status}") from None
+            outcome.warnings.append(f"HTML page; read the feed it advertises: {exc.feed_links[0]}")
+            return await asyncio.to_thread(parse_feed, found.body, url=found.final_url, headers=found.headers)
+
+    async def _enrich(self, snap, entries: list[Entry], fetcher, robots, outcome) -> dict[int, str]:
+        """Full text for teasers and transcripts for episodes, only for entries not stored as they are.
+
+        Returns each entry's hash as the feed gave it, before enrichment changes its text.
+        """
+        known = await asyncio.to_thread(self._known_hashes, snap.id)
+        hashes = {id(e): entry_hash(e) for e in entries}
+        fresh = [e for e in entries if hashes[id(e)] not in known]
+        teasers = [e for e in fresh if self.settings.fetch_full_text
+                   and needs_full_text(e, self.settings.full_text_min_words)][:MAX_PAGES_PER_SOURCE]
+        episodes = [e for e in fresh if e.kind == Kind.EPISODE and e.transcripts]
+        notes = await asyncio.gather(
+            *(fill_full_text(e, fetcher, robots) for e in teasers),
+            *(self._fill_transcript(e, fetcher) for e in episodes),
+            return_exceptions=True,
+        )
+        for note in notes:
+            if isinstance(note, BaseException):
+                outcome.warnings.append(f"enrichment error: {type(note).__name__}: {note}")
+            elif note:
+                outcome.warnings.append(note)
+        return hashes
+
+    def _known_hashes(self, source_id: int) -> set[str]:
+        with self.sessions() as session:
+            return repo.known_entry_hashes(session, source_id)
+
+    async def _fill_transcript(self, entry: Entry, fetcher: Fetcher) -> str | None:
+        """Read the best published transcript; on failure try the next best."""
+        candidates = list(entry.transcripts)
+        problems = []
+        while (ref := choose_transcript(candidates, entry.language or self.settings.transcript_language)) is not None:
+            candidates.remove(ref)
+            got = await fetcher.get(ref.url, accept=ref.type or "*/*")
+            if not got.ok:
+                problems.append(f"{ref.url}: {got.error or got.status}")
+                continue
+            try:
+                fmt = transcript_format(ref.type, ref.url)
+                segments = await asyncio.to_thread(parse_transcript, got.body, fmt)
+            except TranscriptError as exc:
+                problems.append(f"{ref.url}: {exc}")
+                continue
+            if segments:
+                entry.segments, entry.transcript = segments, ref
+                entry.text = "\n".join(s.text for s in segments)
+                entry.text_source = "transcript"
+                return None
+        return f"no usable transcript for {entry.title!r}: {'; '.join(problems)}" if problems else None
+
+    async def _store(self, snap, parsed: tuple[ParsedFeed, dict[int, str]] | None, attempt, outcome, retry_after) -> None:
+        async with self._write_lock:
+            await asyncio.to_thread(self._write, snap, parsed, attempt, outcome, retry_after)
+
+    def _write(self, snap, parsed, attempt, outcome, retry_after) -> None:
+        with self.sessions() as session, session.begin():
+            source = session.get(Source, snap.id)
+            if source is None:
+                return  # removed while we fetched
+            if parsed is not None:
+                parsed, hashes = parsed
+                stats = repo.upsert_entries(session, source, parsed.entries, hashes)
+                outcome.new_items, outcome.updated_items = stats.new, stats.updated
+                attempt.new_items, attempt.updated_items = stats.new, stats.updated
+                source.title = source.title or parsed.title
+                source.site_url = parsed.site_url or source.site_url
+                source.language = parsed.language or source.language
+            repo.record_attempt(session, source, attempt, self.schedule, retry_after)
+
+
+def refresh(settings: Settings, sessions: sessionmaker[Session], **kwargs) -> RefreshReport:
+    """Blocking entry point for the CLI and Celery tasks."""
+    return asyncio.run(Refresher(settings, sessions).run(**kwargs))

@@ -1,0 +1,214 @@
+"""Repositories: the only place that turns domain objects into rows and back."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ingest.entry import Entry
+from ingest.ids import content_hash, entry_canonical_url, entry_hash, stable_key
+from store.models import FetchAttempt, Item, Source, Tombstone, TranscriptSegment
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def add_source(
+    session: Session, url: str, *, kind: str = "feed", topic: str | None = None, title: str | None = None
+) -> tuple[Source, bool]:
+    """Returns (source, created). Adding an existing URL updates nothing and is not an error."""
+    existing = session.scalar(select(Source).where(Source.url == url))
+    if existing is not None:
+        return existing, False
+    source = Source(url=url, kind=kind, topic=topic, title=title)
+    session.add(source)
+    session.flush()
+    return source, True
+
+
+def list_sources(session: Session) -> list[Source]:
+    return list(session.scalars(select(Source).order_by(Source.id)))
+
+
+def due_sources(session: Session, now: datetime, *, force: bool = False) -> list[Source]:
+    query = select(Source).where(Source.active.is_(True)).order_by(Source.id)
+    if not force:
+        query = query.where((Source.next_due_at.is_(None)) | (Source.next_due_at <= now))
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    refresh: timedelta
+    max_backoff: timedelta
+
+
+def next_due(now: datetime, schedule: Schedule, failures: int, retry_after: float | None) -> datetime:
+    """Success: the refresh interval. Failure: exponential backoff with jitter, never before Retry-After."""
+    if failures == 0:
+        return now + schedule.refresh
+    backoff = min(schedule.max_backoff, schedule.refresh * 2 ** (failures - 1))
+    delay = backoff * random.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return now + delay
+
+
+def record_attempt(session: Session, source: Source, attempt: FetchAttempt, schedule: Schedule,
+                   retry_after: float | None = None) -> None:
+    """Store the attempt and move the source's validators and due time along."""
+    now = datetime.now(UTC)
+    attempt.source_id = source.id
+    session.add(attempt)
+    if attempt.status == "failed":
+        source.consecutive_failures += 1
+        source.last_error = attempt.error
+    else:
+        source.consecutive_failures = 0
+        source.last_error = None
+        if attempt.etag or attempt.last_modified or attempt.status == "new":
+            source.etag, source.last_modified = attempt.etag, attempt.last_modified
+    source.last_status = attempt.status
+    source.next_due_at = next_due(now, schedule, source.consecutive_failures, retry_after)
+
+
+# --- items -----------------------------------------------------------------------------------
+
+
+@dataclass
+class UpsertStats:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    tombstoned: int = 0
+
+
+@dataclass
+class _Known:
+    id: int
+    content_hash: str
+    entry_hash: str
+
+
+class _Existing:
+    """The source's stored items, indexed by every key an entry may match on."""
+
+    def __init__(self, session: Session, source_id: int) -> None:
+        rows = session.execute(
+            select(Item.id, Item.stable_key, Item.canonical_url, Item.content_hash, Item.entry_hash)
+            .where(Item.source_id == source_id)
+        ).all()
+        known = {r.id: _Known(r.id, r.content_hash, r.entry_hash) for r in rows}
+        self.by_key = {r.stable_key: known[r.id] for r in rows}
+        url_counts: dict[str, int] = {}
+        for r in rows:
+            if r.canonical_url:
+                url_counts[r.canonical_url] = url_counts.get(r.canonical_url, 0) + 1
+        # A URL shared by several items (a feed linking everything to its home page) identifies none.
+        self.by_url = {r.canonical_url: known[r.id] for r in rows if r.canonical_url and url_counts[r.canonical_url] == 1}
+        self.by_entry_hash = {r.entry_hash: known[r.id] for r in rows}
+        tombs = session.execute(
+            select(Tombstone.stable_key, Tombstone.canonical_url).where(Tombstone.source_id == source_id)
+        ).all()
+        self.dead_keys = {t.stable_key for t in tombs}
+        self.dead_urls = {t.canonical_url for t in tombs if t.canonical_url}
+
+    def match(self, key: str, url: str | None, ehash: str):
+        # guid first; then URL and the feed's own text, which survive a feed that rewrites its guids.
+        return self.by_key.get(key) or (self.by_url.get(url) if url else None) or self.by_entry_hash.get(ehash)
+
+
+def known_entry_hashes(session: Session, source_id: int) -> set[str]:
+    """Entries whose feed text is already stored: no need to fetch their pages or transcripts again."""
+    return set(session.scalars(select(Item.entry_hash).where(Item.source_id == source_id)))
+
+
+def upsert_entries(session: Session, source: Source, entries: list[Entry],
+                   hashes: dict[int, str] | None = None) -> UpsertStats:
+    """Insert new entries, update changed ones, skip tombstoned ones; idempotent.
+
+    `hashes` maps id(entry) to the entry hash computed before enrichment (full text, transcripts),
+    so a re-fetch compares like with like.
+    """
+    stats = UpsertStats()
+    existing = _Existing(session, source.id)
+    seen_keys: set[str] = set()
+    for entry in entries:
+        key, url = stable_key(entry), entry_canonical_url(entry)
+        ehash = (hashes or {}).get(id(entry)) or entry_hash(entry)
+        if key in seen_keys:
+            continue  # the same guid twice in one document: the first wins
+        seen_keys.add(key)
+        if key in existing.dead_keys or (url and url in existing.dead_urls):
+            stats.tombstoned += 1
+            continue
+        row = existing.match(key, url, ehash)
+        chash = content_hash(entry.title, entry.text)
+        if row is None:
+            item = Item(source_id=source.id, stable_key=key)
+            _fill(item, entry, url, chash, ehash)
+            session.add(item)
+            session.flush()
+            existing.by_key[key] = existing.by_entry_hash[ehash] = _Known(item.id, chash, ehash)
+            stats.new += 1
+        elif row.content_hash != chash or row.entry_hash != ehash:
+            item = session.get(Item, row.id)
+            _fill(item, entry, url, chash, ehash)
+            row.content_hash, row.entry_hash = chash, ehash
+            stats.updated += 1
+        else:
+            stats.unchanged += 1
+    return stats
+
+
+def _fill(item: Item, entry: Entry, url: str | None, chash: str, ehash: str) -> None:
+    item.guid = entry.guid
+    item.url = entry.url
+    item.canonical_url = url
+    item.content_hash = chash
+    item.entry_hash = ehash
+    item.kind = str(entry.kind)
+    item.title = entry.title
+    item.author = entry.author
+    item.language = entry.language
+    item.published = entry.published
+    item.updated = entry.updated
+    item.text = entry.text
+    item.truncated = entry.truncated
+    item.text_source = entry.text_source
+    audio = entry.audio
+    item.audio_url = audio.url if audio else None
+    _fill_transcript(item, entry)
+
+
+def _fill_transcript(item: Item, entry: Entry) -> None:
+    chosen = entry.transcript
+    if entry.segments:
+        item.transcript_status = "published"
+        item.transcript_url = chosen.url if chosen else None
+        item.transcript_type = chosen.type if chosen else None
+        item.segments = [
+            TranscriptSegment(position=i, start=s.start, end=s.end, speaker=s.speaker, text=s.text)
+            for i, s in enumerate(entry.segments)
+        ]
+    elif item.audio_url and item.transcript_status not in ("asr", "published"):
+        item.transcript_status = "queued"  # audio only: speech recognition picks it up later
+
+
+def delete_item(session: Session, item_id: int, reason: str | None = None) -> bool:
+    """Delete an item and leave a tombstone so the next fetch does not bring it back."""
+    item = session.get(Item, item_id)
+    if item is None:
+        return False
+    session.add(Tombstone(source_id=item.source_id, stable_key=item.stable_key,
+                          canonical_url=item.canonical_url, reason=reason))
+    session.delete(item)
+    return True
+
+
+def count_items(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Item.kind, func.count()).group_by(Item.kind)).all()
+    return {kind: n for kind, n in rows}

@@ -1,0 +1,68 @@
+"""One settings object, built once at the edge (CLI, worker start-up) and passed down.
+
+Values come from, highest first: explicit arguments, `BRIEFCAST_*` environment variables,
+an optional `briefcast.toml` (path from `BRIEFCAST_CONFIG`, default `./briefcast.toml`), defaults.
+No module reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_USER_AGENT = "briefcast/0.1 (+https://github.com/briefcast/briefcast; self-hosted feed reader)"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BRIEFCAST_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    sources: str | None = Field(default=None, description="a sources TOML file, OPML file or feed URL list")
+
+    # Fetching
+    allow_private_addresses: bool = False
+    # Private networks allowed even so, e.g. ["10.20.0.0/16"] for an in-house feed server.
+    allowed_networks: list[str] = Field(default_factory=list)
+    user_agent: str = DEFAULT_USER_AGENT
+    max_response_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 20.0
+    total_timeout: float = 60.0
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    refresh_minutes: int = 60
+    max_backoff_minutes: int = 24 * 60
+    respect_robots: bool = True
+
+    fetch_full_text: bool = True
+    # Full-text extraction: a feed body with fewer words than this is treated as a teaser.
+    full_text_min_words: int = 150
+    transcript_language: str = "en"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("BRIEFCAST_CONFIG", "briefcast.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'briefcast.db').resolve()}"

@@ -1,0 +1,118 @@
+"""Shared fixtures: the corpus read in place, real loopback servers, SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.localserver import LocalServer
+from store.db import open_database
+from store.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("BRIEFCAST_CORPUS", ROOT.parent / "shared" / "corpus"))
+PG_ADMIN_URL = os.environ.get("BRIEFCAST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch, tmp_path):
+    # Tests must not pick up a developer's briefcast.toml or BRIEFCAST_* variables.
+    monkeypatch.setenv("BRIEFCAST_CONFIG", str(tmp_path / "absent.toml"))
+    for key in list(os.environ):
+        if key.startswith("BRIEFCAST_") and key not in ("BRIEFCAST_CONFIG", "BRIEFCAST_CORPUS", "BRIEFCAST_TEST_PG"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS} (expected ../shared/corpus beside the repo; set BRIEFCAST_CORPUS)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def samples_site() -> Path:
+    return ROOT / "samples" / "site"
+
+
+@pytest.fixture
+def sample_server(samples_site) -> Iterator[LocalServer]:
+    with LocalServer(samples_site) as server:
+        yield server
+
+
+_HEADER_LINE = re.compile(rb"Header:\s*([A-Za-z-]+):\s*([^\r\n]*?)\s*(?:-->|\r?\n)")
+
+
+def corpus_headers(path: Path) -> dict[str, str]:
+    """feedparser's test files state the HTTP header they must be served with (`Header:` lines)."""
+    head = path.read_bytes()[:2048].replace(b"\x00", b"")
+    return {m.group(1).decode(): m.group(2).decode("latin-1") for m in _HEADER_LINE.finditer(head)}
+
+
+@pytest.fixture(scope="session")
+def corpus_server(corpus) -> Iterator[LocalServer]:
+    with LocalServer(corpus, render=False, extra_headers=corpus_headers) as server:
+        yield server
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL for one test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = "briefcast_t_" + uuid.uuid4().hex[:12]
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.orig}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'briefcast.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'briefcast.db'}"
+
+
+def make_settings(tmp_path: Path, db_url: str, **overrides) -> Settings:
+    values = dict(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        allow_private_addresses=True,  # tests serve on loopback
+        total_timeout=15.0,
+        read_timeout=10.0,
+        connect_timeout=5.0,
+    )
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture
+def settings(tmp_path, db_url) -> Settings:
+    return make_settings(tmp_path, db_url)
+
+
+@pytest.fixture
+def sessions(settings):
+    factory = open_database(settings.db_url)
+    yield factory
+    factory.kw["bind"].dispose()
