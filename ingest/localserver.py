@@ -144,7 +144,8 @@ def _handler_for(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 "Last-Modified": format_datetime(modified, usegmt=True),
             }
             if server.extra_headers:
-                headers.update(server.extra_headers(file))
+                for key, value in server.extra_headers(file).items():
+                    headers = {k: v for k, v in headers.items() if k.lower() != key.lower()} | {key: value}
             if self._fresh(etag, modified):
                 self._send(304, b"", {"ETag": etag, "Last-Modified": headers["Last-Modified"]}, head)
                 return

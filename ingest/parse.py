@@ -31,7 +31,7 @@ FEED_LINK_TYPES = {
     "text/xml",
 }
 # Headers that tell feedparser about the document; encoding headers were already undone by us.
-_PARSER_HEADERS = ("content-type", "content-location", "content-language")
+_PARSER_HEADERS = ("content-type", "content-language")
 
 
 class NotAFeedError(ValueError):
@@ -59,6 +59,8 @@ def parse_feed(body: bytes, *, url: str, headers: dict[str, str] | None = None) 
         raise NotAFeedError("empty response body")
     if kind == "json":
         return parse_json_feed(body, url=url)
+    if kind == "opml":
+        raise NotAFeedError("an OPML subscription list, not a feed: add its feeds with `briefcast sources import FILE`")
     if kind == "html":
         links = discover_feed_links(body, url)
         hint = f"; it links to {len(links)} feed(s), first {links[0]}" if links else "; it advertises no feed"
@@ -67,7 +69,10 @@ def parse_feed(body: bytes, *, url: str, headers: dict[str, str] | None = None) 
 
 
 def sniff(body: bytes, content_type: str) -> str:
-    """Rough document type from the first bytes: empty | json | html | xml."""
+    """Rough document type from the first bytes: empty | json | opml | html | xml.
+
+    A feed root anywhere in the head wins over HTML markers: real feeds carry XHTML doctypes.
+    """
     head = _decoded_head(body)
     if not head.strip():
         return "empty"
@@ -75,11 +80,13 @@ def sniff(body: bytes, content_type: str) -> str:
     if start[:1] in ("{", "["):
         return "json"
     lowered = start.lower()
-    feed_at = min((i for i in (lowered.find(t) for t in ("<rss", "<feed", "<rdf:rdf", "<channel", "<rdf")) if i >= 0), default=-1)
-    html_at = min((i for i in (lowered.find(t) for t in ("<!doctype html", "<html")) if i >= 0), default=-1)
-    if html_at >= 0 and (feed_at < 0 or html_at < feed_at):
+    if any(tag in lowered for tag in ("<rss", "<feed", "<rdf:rdf", "<channel", "<rdf")):
+        return "xml"
+    if "<opml" in lowered:
+        return "opml"
+    if "<!doctype html" in lowered or "<html" in lowered:
         return "html"
-    if feed_at < 0 and "html" in content_type.lower() and "xml" not in content_type.lower():
+    if "html" in content_type.lower() and "xml" not in content_type.lower():
         return "html"
     return "xml"
 
@@ -117,18 +124,23 @@ def discover_feed_links(body: bytes, base_url: str) -> list[str]:
 # --- RSS / Atom / RDF through feedparser ---------------------------------------------------
 
 
+def run_feedparser(body: bytes, *, url: str, headers: dict[str, str]) -> feedparser.FeedParserDict:
+    """feedparser on bytes we fetched, told the charset and location the server gave us."""
+    # No Content-Location: feedparser would "resolve" opaque guids against it. Links are
+    # resolved against the feed URL in _entry_from_feedparser instead.
+    passed = {k: v for k, v in headers.items() if k in _PARSER_HEADERS}
+    return feedparser.parse(body, response_headers=passed or None)
+
+
 def parse_xml_feed(body: bytes, *, url: str, headers: dict[str, str]) -> ParsedFeed:
-    parsed = feedparser.parse(
-        body,
-        response_headers={k: v for k, v in headers.items() if k in _PARSER_HEADERS} | {"content-location": url},
-    )
+    parsed = run_feedparser(body, url=url, headers=headers)
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise NotAFeedError(f"not a feed: {_describe(problem) if problem else 'no RSS, Atom or RDF root element'}")
     feed = parsed.feed
     language = _lang(feed.get("language")) or _lang(headers.get("content-language"))
     transcripts = transcripts_by_item(body)
-    entries = [_entry_from_feedparser(e, i, language, transcripts) for i, e in enumerate(parsed.entries)]
+    entries = [_entry_from_feedparser(e, i, language, transcripts, url) for i, e in enumerate(parsed.entries)]
     warning = _describe(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     return ParsedFeed(
         format=parsed.get("version") or "unknown",
@@ -140,9 +152,10 @@ def parse_xml_feed(body: bytes, *, url: str, headers: dict[str, str]) -> ParsedF
     )
 
 
-def _entry_from_feedparser(e, index: int, feed_language: str | None, transcripts) -> Entry:
+def _entry_from_feedparser(e, index: int, feed_language: str | None, transcripts, feed_url: str) -> Entry:
     enclosures = [
-        Enclosure(url=enc.get("href") or enc.get("url"), type=enc.get("type"), length=_int(enc.get("length")))
+        Enclosure(url=urljoin(feed_url, enc.get("href") or enc.get("url")), type=enc.get("type"),
+                  length=_int(enc.get("length")))
         for enc in e.get("enclosures", [])
         if enc.get("href") or enc.get("url")
     ]
@@ -150,7 +163,10 @@ def _entry_from_feedparser(e, index: int, feed_language: str | None, transcripts
     summary_html = e.get("summary", "") or ""
     guid = e.get("id") or None
     link = e.get("link") or None
-    key = item_key(guid, enclosures[0].url if enclosures else None, link, index)
+    raw_enclosure = next((enc.get("href") or enc.get("url") for enc in e.get("enclosures", [])
+                          if enc.get("href") or enc.get("url")), None)
+    key = item_key(guid, raw_enclosure, link, index)  # the same fallback chain as our XML pass
+    link = urljoin(feed_url, link) if link else None
     entry = Entry(
         title=_clean(e.get("title")) or "",
         guid=guid,
