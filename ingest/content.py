@@ -31,9 +31,10 @@ def extract_article(html: bytes | str, url: str | None = None) -> Extracted | No
     """Main text and metadata of an article page, or None when nothing article-like is found."""
     import trafilatura  # heavy import (lxml, justext, courlan): only when a page is extracted
 
-    doc = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=True, as_dict=True
+    document = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False, include_tables=True
     )
+    doc = document.as_dict() if document is not None else None
     if not doc or not (doc.get("text") or "").strip():
         return None
     return Extracted(
