@@ -154,7 +154,9 @@ def upsert_entries(session: Session, source: Source, entries: list[Entry],
             session.flush()
             existing.by_key[key] = existing.by_entry_hash[ehash] = _Known(item.id, chash, ehash)
             stats.new += 1
-        elif row.content_hash != chash or row.entry_hash != ehash:
+        elif row.entry_hash != ehash:
+            # Only a change in what the feed says updates a row: an unchanged entry was not
+            # enriched this time, and its teaser must not overwrite the stored full text.
             item = session.get(Item, row.id)
             _fill(item, entry, url, chash, ehash)
             row.content_hash, row.entry_hash = chash, ehash

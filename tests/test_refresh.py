@@ -163,15 +163,23 @@ def test_teasers_get_full_text_and_robots_is_respected(settings, sessions, tmp_p
     feed = feed.replace("</channel>", "<item><title>Secret</title><link>{{BASE_URL}}/private/secret.html</link>"
                                       "<guid>t2</guid><description>Short teaser…</description></item></channel>")
     (root / "feed.rss").write_text(feed)
-    with LocalServer(root) as server:
-        add(sessions, server.url("/feed.rss"))
-        report = refresh(settings, sessions)
+    server = LocalServer(root).start()
+    add(sessions, server.url("/feed.rss"))
+    report = refresh(settings, sessions)
     stored = {i.guid: i for i in items(sessions)}
     assert stored["t1"].text_source == "extracted" and "Paragraph 11" in stored["t1"].text
     assert "Privacy policy" not in stored["t1"].text and not stored["t1"].truncated
     assert stored["t2"].text_source == "feed" and stored["t2"].truncated
     assert any("robots.txt disallows" in w for w in report.sources[0].warnings)
     assert server.hits["/private/secret.html"] == 0 and server.hits["/robots.txt"] == 1
+
+    # The feed changes elsewhere (new ETag) but not this entry: its full text must survive.
+    (root / "feed.rss").write_text(feed.replace("<title>World</title>", "<title>World, renamed</title>"))
+    again = refresh(settings, sessions, force=True)
+    server.stop()
+    assert server.hits["/articles/lumen.html"] == 1  # not extracted again either
+    assert again.sources[0].status == "new" and again.sources[0].updated_items == 0
+    assert {i.guid: i for i in items(sessions)}["t1"].text == stored["t1"].text
 
 
 PODCAST = """<?xml version="1.0" encoding="UTF-8"?>

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from ingest.text import word_count
 from store import repo
 from store.models import Item
 
@@ -49,7 +50,7 @@ def item_summary(item: Item) -> dict:
     return {
         "id": item.id, "kind": item.kind, "title": item.title, "url": item.url,
         "published": item.published.isoformat() if item.published else None,
-        "language": item.language, "words": len(item.text.split()), "text_source": item.text_source,
+        "language": item.language, "words": word_count(item.text), "text_source": item.text_source,
         "truncated": item.truncated, "transcript": item.transcript_status,
     }
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from ingest.sources import KINDS, SourceListError, load_sources_toml, parse_opml
-from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks
+from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks, refused_urls
 from ingest.urls import is_http_url
 from store import repo
 from store.models import Item
@@ -56,20 +56,19 @@ def import_(
     except SourceListError as exc:
         app_ctx.err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    added = refused = 0
-    networks = parse_networks(app_ctx.settings.allowed_networks)
+    added = 0
+    settings = app_ctx.settings
+    refused = refused_urls([s.url for s in specs], settings.allow_private_addresses,
+                           parse_networks(settings.allowed_networks))
     with app_ctx.sessions()() as session, session.begin():
         for spec in specs:
-            try:
-                check_url_now(spec.url, app_ctx.settings.allow_private_addresses, networks)
-            except BlockedAddressError as exc:
-                app_ctx.err.print(f"[yellow]skipped:[/] {exc}")
-                refused += 1
+            if spec.url in refused:
+                app_ctx.err.print(f"[yellow]skipped:[/] {refused[spec.url]}")
                 continue
             _, created = repo.add_source(session, spec.url, kind=spec.kind, topic=spec.topic or topic, title=spec.title)
             added += created
     app_ctx.out.print(f"{len(specs)} sources in {file.name}: {added} added, "
-                      f"{len(specs) - added - refused} already present, {refused} refused")
+                      f"{len(specs) - added - len(refused)} already present, {len(refused)} refused")
 
 
 @app.command("list")
