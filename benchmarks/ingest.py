@@ -8,8 +8,9 @@ What it measures, in one run, and prints as one table:
    feeds/minute; the target is >= 2,000 feeds/minute on 2 cores.
 3. Parse time over the distinct corpus files (not the N copies): feedparser through our
    ``run_feedparser``, our whole ``parse_feed``, and ``fastfeedparser.parse(bytes)`` (which raises
-   on some feeds: counted), each timed after one untimed warm-up round. On feeds both parsers read, the entry counts and the share of entries
-   whose title and link agree (whitespace normalised).
+   on some feeds: counted), each timed after one untimed warm-up round. On feeds both parsers
+   read, the entry counts and the share of entries whose title and link agree, position by
+   position (whitespace normalised).
 4. Peak RSS of this process (``resource.getrusage``).
 
 The N URLs are hard links (or copies) of the corpus feeds under ``../shared/corpus/feeds`` that our
@@ -354,7 +355,8 @@ def compare_parsers(feeds: list[CorpusFeed]) -> ParseComparison:
     fast_run = time_parser(f"fastfeedparser {fastfeedparser.__version__}", parse_with_fastfeedparser, feeds)
     fast = [fastfeedparser_pairs(r) for r in fast_run.results]
     agreements = [
-        agreement("A run_feedparser, B fastfeedparser", [feedparser_pairs(r) for r in feedparser_run.results], fast),
+        agreement("A run_feedparser, B fastfeedparser", [feedparser_pairs(r) for r in feedparser_run.results],
+                  fast),
         agreement("A parse_feed, B fastfeedparser", [ours_pairs(r) for r in ours_run.results], fast),
     ]
     size = sum(len(f.body) for f in feeds) / 1e6

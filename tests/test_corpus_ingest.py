@@ -31,7 +31,8 @@ def corpus_feed_files(corpus):
 
 @pytest.mark.slow
 def test_every_corpus_feed_is_stored_or_failed_with_a_reason(corpus, corpus_server, tmp_path, sqlite_url):
-    settings = make_settings(tmp_path, sqlite_url, fetch_full_text=False, concurrency=8)
+    settings = make_settings(tmp_path, sqlite_url, fetch_full_text=False, concurrency=8,
+                             per_host_concurrency=8)  # every corpus file is on one loopback host
     from store.db import open_database
 
     sessions = open_database(settings.db_url)
