@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TORCH_VERSION := 2.13.0
 
 .PHONY: run test install clean-data lint
 
@@ -17,8 +18,10 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install -qq --upgrade pip
+	# The CPU build of torch first: anything that depends on torch then finds it satisfied.
+	$(BIN)/python -m pip install -qq torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -qq -e '.[test]'
 	touch $(STAMP)
 
 clean-data:

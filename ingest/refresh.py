@@ -240,6 +240,7 @@ class Refresher:
                 source.site_url = parsed.site_url or source.site_url
                 source.language = parsed.language or source.language
             repo.record_attempt(session, source, attempt, self.schedule, retry_after)
+            outcome.title = outcome.title or source.title
 
 
 def refresh(settings: Settings, sessions: sessionmaker[Session], **kwargs) -> RefreshReport:

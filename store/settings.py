@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     fetch_full_text: bool = True
     # Full-text extraction: a feed body with fewer words than this is treated as a teaser.
-    full_text_min_words: int = 150
+    full_text_min_words: int = 80
     transcript_language: str = "en"
 
     @classmethod

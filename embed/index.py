@@ -1,0 +1,215 @@
+"""The FAISS passage index: IndexIDMap2 over inner product on normalised vectors.
+
+On disk: `<dir>/current.json` names the live index file, its model id, dimension and version.
+A writer (one at a time, under a file lock) writes a new `passages-<version>.faiss`, fsyncs it,
+then atomically replaces `current.json`: that rename is the commit. A writer killed at any
+moment leaves the previous version live and complete. Readers compare the version in
+`current.json` with the one they hold and reload when it changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+FLAT_LIMIT = 200_000  # beyond this many vectors an IVF index pays for its training time
+POINTER = "current.json"
+
+
+class IndexMismatchError(RuntimeError):
+    """The index on disk was built with another model than the one asked for."""
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    file: str
+    model_id: str
+    dim: int
+    kind: str  # flat | ivf
+    count: int
+    version: str
+
+
+def _faiss():
+    import faiss  # heavy: loaded only by code that touches an index
+
+    return faiss
+
+
+def choose_kind(count: int, setting: str = "auto") -> str:
+    if setting in ("flat", "ivf"):
+        return setting
+    return "ivf" if count > FLAT_LIMIT else "flat"
+
+
+def ivf_lists(count: int) -> int:
+    return max(1, int(4 * math.sqrt(count)))
+
+
+class VectorIndex:
+    """An in-memory FAISS index with the ids and model it was built for."""
+
+    def __init__(self, faiss_index, model_id: str, dim: int, kind: str) -> None:
+        self.index, self.model_id, self.dim, self.kind = faiss_index, model_id, dim, kind
+
+    @classmethod
+    def empty(cls, model_id: str, dim: int) -> VectorIndex:
+        faiss = _faiss()
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), model_id, dim, "flat")
+
+    @classmethod
+    def build(cls, model_id: str, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto",
+              nprobe: int = 16) -> VectorIndex:
+        """A fresh index over all vectors; IVF lists ≈ 4·√N, trained on the vectors themselves."""
+        faiss = _faiss()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dim = vectors.shape[1]
+        kind = choose_kind(len(vectors), kind)
+        if kind == "ivf":
+            quantizer = faiss.IndexFlatIP(dim)
+            inner = faiss.IndexIVFFlat(quantizer, dim, ivf_lists(len(vectors)), faiss.METRIC_INNER_PRODUCT)
+            inner.train(vectors)
+            inner.nprobe = nprobe
+        else:
+            inner = faiss.IndexFlatIP(dim)
+        built = cls(faiss.IndexIDMap2(inner), model_id, dim, kind)
+        built.add(ids, vectors)
+        return built
+
+    @property
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        ids = np.asarray(ids, dtype=np.int64)
+        # IndexIDMap2 accepts duplicate ids silently and returns them twice: replace instead.
+        self.remove(ids)
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
+    def remove(self, ids) -> int:
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if len(ids) == 0 or self.count == 0:
+            return 0
+        return int(self.index.remove_ids(ids))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.count == 0:
+            n = len(queries)
+            return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.count))
+
+    def set_nprobe(self, nprobe: int) -> None:
+        if self.kind == "ivf":
+            _faiss().extract_index_ivf(self.index).nprobe = nprobe
+
+
+class IndexStore:
+    """The index directory: one writer at a time, atomic commits, readers that reload."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.dir / "writer.lock"))
+        self._last: IndexMeta | None = None
+
+    def meta(self) -> IndexMeta | None:
+        try:
+            return IndexMeta(**json.loads((self.dir / POINTER).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def load(self, meta: IndexMeta | None = None) -> VectorIndex | None:
+        meta = meta or self.meta()
+        if meta is None:
+            return None
+        faiss = _faiss()
+        index = faiss.read_index(str(self.dir / meta.file))
+        return VectorIndex(index, meta.model_id, meta.dim, meta.kind)
+
+    @contextmanager
+    def writer(self, model_id: str, dim: int, timeout: float = 600) -> Iterator[VectorIndex]:
+        """Yields the current index (or an empty one for this model) and commits it on success.
+
+        Only one writer holds the lock; an exception inside discards every change.
+        """
+        with self._lock.acquire(timeout=timeout):
+            self._last = self.meta()
+            current = self.load(self._last)
+            if current is not None and current.model_id != model_id:
+                raise IndexMismatchError(f"index was built with {current.model_id}, not {model_id}: run `briefcast reindex`")
+            index = current or VectorIndex.empty(model_id, dim)
+            yield index
+            self.commit(index)
+
+    def commit(self, index: VectorIndex) -> IndexMeta:
+        """Write a new version and flip the pointer; call with the writer lock held."""
+        faiss = _faiss()
+        version = f"{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
+        name = f"passages-{version}.faiss"
+        tmp = self.dir / (name + ".tmp")
+        faiss.write_index(index.index, str(tmp))
+        _fsync(tmp)
+        os.replace(tmp, self.dir / name)
+        meta = IndexMeta(file=name, model_id=index.model_id, dim=index.dim, kind=index.kind,
+                         count=index.count, version=version)
+        pointer_tmp = self.dir / (POINTER + ".tmp")
+        pointer_tmp.write_text(json.dumps(asdict(meta)))
+        _fsync(pointer_tmp)
+        os.replace(pointer_tmp, self.dir / POINTER)  # the commit point
+        _fsync_dir(self.dir)
+        self._collect_garbage(keep={name, previous.file} if (previous := self._last) else {name})
+        self._last = meta
+        return meta
+
+    def _collect_garbage(self, keep: set[str]) -> None:
+        # The previous version stays one more round: a reader may have just read its name.
+        for path in self.dir.glob("passages-*.faiss*"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+
+class IndexReader:
+    """For API workers: the live index, reloaded when a writer committed a new version."""
+
+    def __init__(self, store: IndexStore) -> None:
+        self.store = store
+        self._meta: IndexMeta | None = None
+        self._index: VectorIndex | None = None
+
+    def current(self) -> VectorIndex | None:
+        for _attempt in range(3):
+            meta = self.store.meta()
+            if meta == self._meta:
+                return self._index
+            try:
+                self._index = self.store.load(meta) if meta else None
+            except RuntimeError:  # faiss cannot open a file a second commit just removed: re-read
+                continue
+            self._meta = meta
+            return self._index
+        return self._index
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,121 @@
+"""Items -> passages: sentence windows for articles and posts, timed windows for transcripts.
+
+A passage is what gets embedded and what a brief cites, so it must be small enough for the
+encoder (all-MiniLM-L6-v2 reads 256 word pieces, about 200 English words) and big enough to
+carry a claim with its context. Windows overlap by a sentence (or a segment) so a claim that
+straddles a boundary is whole in at least one passage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ingest.entry import Segment
+from ingest.text import word_count
+
+TARGET_WORDS = 160
+MAX_WORDS = 200
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "inc", "ltd", "co", "corp", "jr", "sr", "vs", "etc",
+                  "e.g", "i.e", "u.s", "u.k", "u.n", "no", "fig", "gen", "gov", "sen", "rep", "jan", "feb",
+                  "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
+# Sentence ends: Latin punctuation followed by space, or CJK full stops (no space follows them).
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9\u00C0-\u024F])|(?<=[。！？；])")
+
+
+@dataclass(frozen=True)
+class Passage:
+    position: int
+    text: str
+    start: float | None = None
+    end: float | None = None
+    speaker: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(" ".join(self.text.split()).encode()).hexdigest()
+
+
+def split_sentences(text: str) -> list[str]:
+    sentences: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        paragraph = " ".join(paragraph.split())
+        if paragraph:
+            sentences.extend(_rejoin_abbreviations(s.strip() for s in _SENTENCE_END.split(paragraph) if s and s.strip()))
+    return sentences
+
+
+def _rejoin_abbreviations(pieces: Iterable[str]) -> list[str]:
+    """"Dr. Smith" is not two sentences: glue a piece ending in a known abbreviation to the next."""
+    out: list[str] = []
+    for piece in pieces:
+        if out and out[-1].rsplit(" ", 1)[-1].rstrip(".").lower() in _ABBREVIATIONS:
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
+
+
+def _bounded(sentences: Iterable[str], max_words: int) -> list[str]:
+    """Sentences longer than a whole passage are cut into passage-sized pieces."""
+    out: list[str] = []
+    for sentence in sentences:
+        words = sentence.split()
+        if word_count(sentence) <= max_words or len(words) <= 1:
+            out.append(sentence)
+            continue
+        out.extend(" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words))
+    return out
+
+
+def windows(units: Sequence[str], target_words: int = TARGET_WORDS, max_words: int = MAX_WORDS) -> list[tuple[int, int]]:
+    """[start, end) ranges over units: each grows to target_words without passing max_words, and
+    starts on the previous window's last unit (overlap), except where that would not move on."""
+    counts = [word_count(u) for u in units]
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    while start < len(units):
+        end, total = start + 1, counts[start]
+        while end < len(units) and total < target_words and total + counts[end] <= max_words:
+            total += counts[end]
+            end += 1
+        ranges.append((start, end))
+        if end >= len(units):
+            break
+        start = end - 1 if end - 1 > start else end
+    return ranges
+
+
+def split_text(text: str, target_words: int = TARGET_WORDS, max_words: int = MAX_WORDS) -> list[Passage]:
+    sentences = _bounded(split_sentences(text), max_words)
+    ranges = windows(sentences, target_words, max_words)
+    return [Passage(position=n, text=" ".join(sentences[a:b])) for n, (a, b) in enumerate(ranges)]
+
+
+def split_segments(segments: Sequence[Segment], target_words: int = TARGET_WORDS, max_words: int = MAX_WORDS) -> list[Passage]:
+    """Timed windows over transcript segments: start of the first, end of the last, main speaker."""
+    kept = [s for s in segments if s.text.strip()]
+    ranges = windows([s.text for s in kept], target_words, max_words)
+    passages = []
+    for n, (a, b) in enumerate(ranges):
+        part = kept[a:b]
+        speakers = Counter(s.speaker for s in part if s.speaker)
+        passages.append(Passage(
+            position=n,
+            text=" ".join(" ".join(s.text.split()) for s in part),
+            start=part[0].start,
+            end=next((s.end for s in reversed(part) if s.end is not None), None),
+            speaker=speakers.most_common(1)[0][0] if speakers else None,
+        ))
+    return passages
+
+
+def split_item(title: str, text: str, segments: Sequence[Segment] = ()) -> list[Passage]:
+    """Passages of one item; the title leads the first passage of an article so it is searchable."""
+    if segments:
+        return split_segments(segments)
+    body = f"{title}.\n\n{text}" if title and not text.startswith(title) else text
+    return split_text(body)
