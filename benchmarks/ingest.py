@@ -150,6 +150,7 @@ def feed_server(root: Path, mode: str) -> Iterator[str]:
     ours, theirs = ctx.Pipe()
     process = ctx.Process(target=_serve_until_told, args=(str(root), theirs), daemon=True)
     process.start()
+    theirs.close()  # so that recv() raises EOFError instead of waiting if the server dies
     try:
         yield ours.recv()
     finally:

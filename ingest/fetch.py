@@ -28,6 +28,7 @@ FEED_ACCEPT = (
 )
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 REDIRECTS = {301, 302, 303, 307, 308}
+MAX_RETRY_AFTER = 30 * 24 * 3600.0  # a server asking for more is asking for a month
 
 
 @dataclass
@@ -74,15 +75,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(MAX_RETRY_AFTER, max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
 
 
 class Fetcher:
@@ -157,7 +158,7 @@ class Fetcher:
     async def _one_hop(self, url: str, headers: dict[str, str], limit: int, result: FetchResult) -> str | None:
         """GET one URL into `result`; returns the Location to follow, or None when done."""
         host = urlsplit(url).hostname or ""
-        async with self._overall, self._per_host[host]:
+        async with self._per_host[host], self._overall:
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
                     return await self._request(url, headers, limit, result)

@@ -16,12 +16,18 @@ def entry_canonical_url(entry: Entry) -> str | None:
     return canonical_url(entry.url) if entry.url else None
 
 
-def stable_key(entry: Entry) -> str:
-    """Key unique within a source: the first of guid, canonical URL, title+content that exists."""
+def stable_key(entry: Entry, url_is_unique: bool = True) -> str:
+    """Key unique within a source: the first of guid, enclosure URL, canonical URL, title+content.
+
+    A link that several entries of one document share (a show's home page) identifies none of
+    them: the caller says so with `url_is_unique=False`.
+    """
     if entry.guid and entry.guid.strip():
         return sha256("guid:" + entry.guid.strip())
+    if entry.enclosures:
+        return sha256("enclosure:" + entry.enclosures[0].url)
     url = entry_canonical_url(entry)
-    if url:
+    if url and url_is_unique:
         return sha256("url:" + url)
     return sha256("content:" + entry.title.strip() + "\n" + (entry.text or entry.content_html or entry.summary_html))
 

@@ -211,8 +211,14 @@ def parse_json_feed(body: bytes, *, url: str) -> ParsedFeed:
     if not isinstance(items, list):
         raise NotAFeedError("JSON Feed without an items list")
     language = _lang(doc.get("language"))
-    entries = [_entry_from_json(item, language, url) for item in items if isinstance(item, dict)]
+    entries, skipped = [], 0
+    for item in items:
+        try:
+            entries.append(_entry_from_json(item, language, url))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            skipped += 1  # one malformed item must not cost the feed its other items
     return ParsedFeed(
+        warning=f"skipped {skipped} malformed JSON Feed item(s)" if skipped else None,
         format="json" + version.rsplit("/", 1)[-1].replace(".", ""),
         title=_clean(doc.get("title")),
         site_url=doc.get("home_page_url"),
@@ -221,7 +227,14 @@ def parse_json_feed(body: bytes, *, url: str) -> ParsedFeed:
     )
 
 
+_JSON_STRINGS = {"url", "external_url", "title", "content_html", "content_text", "summary", "date_published",
+                 "date_modified", "language"}
+
+
 def _entry_from_json(item: dict, feed_language: str | None, feed_url: str) -> Entry:
+    if not isinstance(item, dict):
+        raise TypeError("item is not an object")
+    item = {k: v for k, v in item.items() if k not in _JSON_STRINGS or isinstance(v, str)}
     authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
     link = item.get("url") or item.get("external_url")
     enclosures = [

@@ -39,6 +39,7 @@ class SourceOutcome:
     http_status: int | None = None
     seconds: float = 0.0
     title: str | None = None
+    discovered_url: str | None = None  # the feed an HTML page pointed to; the source moves there
 
 
 @dataclass
@@ -131,7 +132,15 @@ class Refresher:
         attempt.status, attempt.error = outcome.status, outcome.error
         attempt.duration_ms = (time.perf_counter() - started) * 1000
         outcome.seconds = attempt.duration_ms / 1000
-        await self._store(snap, parsed, attempt, outcome, retry_after)
+        try:
+            await self._store(snap, parsed, attempt, outcome, retry_after)
+        except Exception as exc:  # the database refused this source's rows: record it, go on
+            log.exception("storing %s failed", snap.url)
+            outcome.status, outcome.error = "failed", f"storing failed: {type(exc).__name__}: {exc}"[:1000]
+            outcome.new_items = outcome.updated_items = 0
+            failed = FetchAttempt(status="failed", http_status=attempt.http_status, error=outcome.error,
+                                  duration_ms=attempt.duration_ms, bytes_read=attempt.bytes_read)
+            await self._store(snap, None, failed, outcome, retry_after)
         return outcome
 
     async def _handle(self, snap, result: FetchResult, fetcher, robots, outcome, attempt):
@@ -142,26 +151,28 @@ class Refresher:
             outcome.status = "not_modified"
             attempt.etag, attempt.last_modified = snap.etag, snap.last_modified
             return None
-        attempt.etag, attempt.last_modified = result.etag, result.last_modified
         try:
-            parsed = await self._parse(snap, result, fetcher, outcome)
+            parsed, served = await self._parse(snap, result, fetcher, outcome)
         except (NotAFeedError, ThreadError) as exc:
             outcome.error = f"{exc}"
             return None
+        # Validators of what was parsed: after autodiscovery, the feed's, not the page's.
+        attempt.etag, attempt.last_modified = served.etag, served.last_modified
         if parsed.warning:
             outcome.warnings.append(parsed.warning)
         outcome.status, outcome.title = "new", parsed.title
         hashes = await self._enrich(snap, parsed.entries, fetcher, robots, outcome)
         return parsed, hashes
 
-    async def _parse(self, snap: _Snapshot, result: FetchResult, fetcher: Fetcher, outcome) -> ParsedFeed:
+    async def _parse(self, snap: _Snapshot, result: FetchResult, fetcher: Fetcher, outcome
+                     ) -> tuple[ParsedFeed, FetchResult]:
         if snap.kind == "thread":
             entries = await asyncio.to_thread(
                 parse_thread, result.body, source_url=snap.url, content_type=result.content_type
             )
-            return ParsedFeed(format="thread", entries=entries)
+            return ParsedFeed(format="thread", entries=entries), result
         try:
-            return await asyncio.to_thread(parse_feed, result.body, url=result.final_url, headers=result.headers)
+            return await asyncio.to_thread(parse_feed, result.body, url=result.final_url, headers=result.headers), result
         except NotAFeedError as exc:
             if not exc.feed_links:
                 raise
@@ -170,7 +181,8 @@ class Refresher:
             if not found.ok:
                 raise NotAFeedError(f"{exc}; fetching it failed: {found.error or found.status}") from None
             outcome.warnings.append(f"HTML page; read the feed it advertises: {exc.feed_links[0]}")
-            return await asyncio.to_thread(parse_feed, found.body, url=found.final_url, headers=found.headers)
+            outcome.discovered_url = found.final_url
+            return await asyncio.to_thread(parse_feed, found.body, url=found.final_url, headers=found.headers), found
 
     async def _enrich(self, snap, entries: list[Entry], fetcher, robots, outcome) -> dict[int, str]:
         """Full text for teasers and transcripts for episodes, only for entries not stored as they are.
@@ -237,6 +249,8 @@ class Refresher:
                 outcome.new_items, outcome.updated_items = stats.new, stats.updated
                 attempt.new_items, attempt.updated_items = stats.new, stats.updated
                 source.title = source.title or parsed.title
+                if outcome.discovered_url and not repo.source_exists(session, outcome.discovered_url):
+                    source.url = outcome.discovered_url
                 source.site_url = parsed.site_url or source.site_url
                 source.language = parsed.language or source.language
             repo.record_attempt(session, source, attempt, self.schedule, retry_after)

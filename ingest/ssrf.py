@@ -96,22 +96,27 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self._allowed = allowed
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        address = await self._resolve(host, port)
-        return await self._inner.connect_tcp(
-            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
+        last_error: Exception | None = None
+        for address in await self._resolve(host, port):  # every one was checked: try each in turn
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        raise last_error or httpcore.ConnectError(f"no address for {host}")
 
-    async def _resolve(self, host: str, port: int) -> str:
+    async def _resolve(self, host: str, port: int) -> list[str]:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
-        addresses = [info[4][0] for info in infos]
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
         if not self._allow_private:
             for address in addresses:
                 check_address(host, address, self._allowed)
-        return addresses[0]
+        return addresses
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise BlockedAddressError("unix sockets are not fetchable")

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ingest.entry import Entry, Kind
+from ingest.transcripts import decode_transcript
 from ingest.urls import URL_RE, canonical_url, is_http_url, unwrap_redirect
 
 __all__ = ["ThreadError", "dedupe_posts", "looks_truncated", "normalise_for_dedupe", "parse_thread"]
@@ -72,13 +73,16 @@ def parse_thread(data: bytes, *, source_url: str, content_type: str | None = Non
     ]
 
 
+def _charset(content_type: str | None) -> str | None:
+    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type or "", re.I)
+    return match.group(1) if match else None
+
+
 def _read_posts(data: bytes, content_type: str | None) -> list[_RawPost]:
     if not data or not data.strip():
         raise ThreadError("thread export is empty")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ThreadError(f"thread export is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    # BOM, then the declared charset, then UTF-8, then cp1252: the same rule as transcripts.
+    text = decode_transcript(data, _charset(content_type)).replace("\x00", "")
     declared_json = "json" in (content_type or "").lower()
     if declared_json or text.lstrip()[:1] in ("[", "{"):
         try:

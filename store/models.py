@@ -50,6 +50,31 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class SafeString(TypeDecorator):
+    """VARCHAR that never refuses feed data: NUL characters removed, over-long values cut.
+
+    Feeds carry 3,000-character links and `&#0;` entities; SQLite would store them, PostgreSQL
+    would reject the whole source's transaction.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = str(value).replace("\x00", "")
+        return value[: self.impl.length] if self.impl.length else value
+
+
+class SafeText(TypeDecorator):
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else str(value).replace("\x00", "")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -58,18 +83,18 @@ class Source(Base):
     __tablename__ = "sources"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)
-    kind: Mapped[str] = mapped_column(String(16), default="feed")  # feed | podcast | thread
-    topic: Mapped[str | None] = mapped_column(String(128))
-    title: Mapped[str | None] = mapped_column(String(512))
-    site_url: Mapped[str | None] = mapped_column(String(2048))
-    language: Mapped[str | None] = mapped_column(String(32))
-    etag: Mapped[str | None] = mapped_column(String(512))
-    last_modified: Mapped[str | None] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(SafeString(2048), unique=True)
+    kind: Mapped[str] = mapped_column(SafeString(16), default="feed")  # feed | podcast | thread
+    topic: Mapped[str | None] = mapped_column(SafeString(128))
+    title: Mapped[str | None] = mapped_column(SafeString(512))
+    site_url: Mapped[str | None] = mapped_column(SafeString(2048))
+    language: Mapped[str | None] = mapped_column(SafeString(32))
+    etag: Mapped[str | None] = mapped_column(SafeString(512))
+    last_modified: Mapped[str | None] = mapped_column(SafeString(128))
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_status: Mapped[str | None] = mapped_column(String(16))
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status: Mapped[str | None] = mapped_column(SafeString(16))
+    last_error: Mapped[str | None] = mapped_column(SafeText())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -82,11 +107,11 @@ class FetchAttempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    status: Mapped[str] = mapped_column(String(16))  # new | not_modified | failed
+    status: Mapped[str] = mapped_column(SafeString(16))  # new | not_modified | failed
     http_status: Mapped[int | None] = mapped_column(Integer)
-    etag: Mapped[str | None] = mapped_column(String(512))
-    last_modified: Mapped[str | None] = mapped_column(String(128))
-    error: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(SafeString(512))
+    last_modified: Mapped[str | None] = mapped_column(SafeString(128))
+    error: Mapped[str | None] = mapped_column(SafeText())
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
     bytes_read: Mapped[int] = mapped_column(Integer, default=0)
     new_items: Mapped[int] = mapped_column(Integer, default=0)
@@ -103,25 +128,25 @@ class Item(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
-    stable_key: Mapped[str] = mapped_column(String(64))  # sha256 of the id chain's winner
-    guid: Mapped[str | None] = mapped_column(String(2048))
-    url: Mapped[str | None] = mapped_column(String(2048))
-    canonical_url: Mapped[str | None] = mapped_column(String(2048))
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)  # of the stored title + text
-    entry_hash: Mapped[str] = mapped_column(String(64))  # of what the feed said: unchanged -> skip
-    kind: Mapped[str] = mapped_column(String(16), default="article")  # article | episode | post
-    title: Mapped[str] = mapped_column(Text, default="")
-    author: Mapped[str | None] = mapped_column(String(512))
-    language: Mapped[str | None] = mapped_column(String(32))
+    stable_key: Mapped[str] = mapped_column(SafeString(64))  # sha256 of the id chain's winner
+    guid: Mapped[str | None] = mapped_column(SafeString(2048))
+    url: Mapped[str | None] = mapped_column(SafeString(2048))
+    canonical_url: Mapped[str | None] = mapped_column(SafeString(2048))
+    content_hash: Mapped[str] = mapped_column(SafeString(64), index=True)  # of the stored title + text
+    entry_hash: Mapped[str] = mapped_column(SafeString(64))  # of what the feed said: unchanged -> skip
+    kind: Mapped[str] = mapped_column(SafeString(16), default="article")  # article | episode | post
+    title: Mapped[str] = mapped_column(SafeText(), default="")
+    author: Mapped[str | None] = mapped_column(SafeString(512))
+    language: Mapped[str | None] = mapped_column(SafeString(32))
     published: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    text: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(SafeText(), default="")
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
-    text_source: Mapped[str] = mapped_column(String(16), default="feed")  # feed | extracted | transcript | asr
-    audio_url: Mapped[str | None] = mapped_column(String(2048))
-    transcript_status: Mapped[str | None] = mapped_column(String(16))  # published | queued | asr | failed
-    transcript_url: Mapped[str | None] = mapped_column(String(2048))
-    transcript_type: Mapped[str | None] = mapped_column(String(64))
+    text_source: Mapped[str] = mapped_column(SafeString(16), default="feed")  # feed | extracted | transcript | asr
+    audio_url: Mapped[str | None] = mapped_column(SafeString(2048))
+    transcript_status: Mapped[str | None] = mapped_column(SafeString(16))  # published | queued | asr | failed
+    transcript_url: Mapped[str | None] = mapped_column(SafeString(2048))
+    transcript_type: Mapped[str | None] = mapped_column(SafeString(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -140,8 +165,8 @@ class TranscriptSegment(Base):
     position: Mapped[int] = mapped_column(Integer)
     start: Mapped[float | None] = mapped_column(Float)
     end: Mapped[float | None] = mapped_column(Float)
-    speaker: Mapped[str | None] = mapped_column(String(256))
-    text: Mapped[str] = mapped_column(Text)
+    speaker: Mapped[str | None] = mapped_column(SafeString(256))
+    text: Mapped[str] = mapped_column(SafeText())
 
     item: Mapped[Item] = relationship(back_populates="segments")
 
@@ -154,7 +179,7 @@ class Tombstone(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
-    stable_key: Mapped[str] = mapped_column(String(64))
-    canonical_url: Mapped[str | None] = mapped_column(String(2048))
+    stable_key: Mapped[str] = mapped_column(SafeString(64))
+    canonical_url: Mapped[str | None] = mapped_column(SafeString(2048))
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(SafeText())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from ingest.entry import Entry
 from ingest.ids import content_hash, entry_canonical_url, entry_hash, stable_key
@@ -27,6 +28,10 @@ def add_source(
     session.add(source)
     session.flush()
     return source, True
+
+
+def source_exists(session: Session, url: str) -> bool:
+    return session.scalar(select(func.count()).where(Source.url == url)) > 0
 
 
 def list_sources(session: Session) -> list[Source]:
@@ -136,8 +141,12 @@ def upsert_entries(session: Session, source: Source, entries: list[Entry],
     stats = UpsertStats()
     existing = _Existing(session, source.id)
     seen_keys: set[str] = set()
+    urls = Counter(entry_canonical_url(e) for e in entries)
     for entry in entries:
-        key, url = stable_key(entry), entry_canonical_url(entry)
+        url = entry_canonical_url(entry)
+        key = stable_key(entry, url_is_unique=urls[url] == 1)
+        if urls[url] > 1:
+            url = None  # not an identity for matching either
         ehash = (hashes or {}).get(id(entry)) or entry_hash(entry)
         if key in seen_keys:
             continue  # the same guid twice in one document: the first wins
@@ -189,6 +198,10 @@ def _fill(item: Item, entry: Entry, url: str | None, chash: str, ehash: str) -> 
 def _fill_transcript(item: Item, entry: Entry) -> None:
     chosen = entry.transcript
     if entry.segments:
+        if item.id is not None and item.segments:
+            # New rows would reuse (item_id, position) before the old ones are deleted: flush first.
+            item.segments.clear()
+            object_session(item).flush()
         item.transcript_status = "published"
         item.transcript_url = chosen.url if chosen else None
         item.transcript_type = chosen.type if chosen else None
@@ -205,8 +218,12 @@ def delete_item(session: Session, item_id: int, reason: str | None = None) -> bo
     item = session.get(Item, item_id)
     if item is None:
         return False
+    shared = item.canonical_url and session.scalar(
+        select(func.count()).where(Item.source_id == item.source_id, Item.canonical_url == item.canonical_url)
+    ) > 1
+    # A URL many items share (a podcast's home page) must not tombstone its siblings.
     session.add(Tombstone(source_id=item.source_id, stable_key=item.stable_key,
-                          canonical_url=item.canonical_url, reason=reason))
+                          canonical_url=None if shared else item.canonical_url, reason=reason))
     session.delete(item)
     return True
 
