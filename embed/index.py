@@ -70,19 +70,24 @@ class VectorIndex:
     @classmethod
     def build(cls, model_id: str, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto",
               nprobe: int = 16) -> VectorIndex:
-        """A fresh index over all vectors; IVF lists ≈ 4·√N, trained on the vectors themselves."""
+        """A fresh index over all vectors; IVF lists ≈ 4·√N, trained on the vectors themselves.
+
+        IVF keeps its own ids (wrapping it in IndexIDMap2 would break removal, which only
+        compacts flat storage); a hash-table direct map lets it reconstruct vectors by id.
+        """
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = vectors.shape[1]
         kind = choose_kind(len(vectors), kind)
         if kind == "ivf":
             quantizer = faiss.IndexFlatIP(dim)
-            inner = faiss.IndexIVFFlat(quantizer, dim, ivf_lists(len(vectors)), faiss.METRIC_INNER_PRODUCT)
-            inner.train(vectors)
-            inner.nprobe = nprobe
+            index = faiss.IndexIVFFlat(quantizer, dim, ivf_lists(len(vectors)), faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors)
+            index.nprobe = nprobe
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)
         else:
-            inner = faiss.IndexFlatIP(dim)
-        built = cls(faiss.IndexIDMap2(inner), model_id, dim, kind)
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        built = cls(index, model_id, dim, kind)
         built.add(ids, vectors)
         return built
 
@@ -110,9 +115,32 @@ class VectorIndex:
             return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.count))
 
+    def ids(self) -> list[int]:
+        faiss = _faiss()
+        if self.kind == "flat":
+            return faiss.vector_to_array(self.index.id_map).tolist()
+        lists = self.index.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
+                 for n in range(self.index.nlist) if lists.list_size(n)]
+        return np.concatenate(parts).tolist() if parts else []
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, vectors), reconstructed from the index itself."""
+        ids = np.asarray(self.ids(), dtype=np.int64)
+        if len(ids) == 0:
+            return ids, np.zeros((0, self.dim), dtype=np.float32)
+        if self.kind == "ivf":
+            return ids, self.index.reconstruct_batch(ids)
+        inner = _faiss().downcast_index(self.index.index)
+        return ids, inner.reconstruct_n(0, inner.ntotal)
+
+    def rebuilt_as(self, kind: str, nprobe: int = 16) -> VectorIndex:
+        ids, vectors = self.vectors()
+        return VectorIndex.build(self.model_id, ids, vectors, kind=kind, nprobe=nprobe)
+
     def set_nprobe(self, nprobe: int) -> None:
         if self.kind == "ivf":
-            _faiss().extract_index_ivf(self.index).nprobe = nprobe
+            self.index.nprobe = nprobe
 
 
 class IndexStore:
@@ -137,6 +165,12 @@ class IndexStore:
         faiss = _faiss()
         index = faiss.read_index(str(self.dir / meta.file))
         return VectorIndex(index, meta.model_id, meta.dim, meta.kind)
+
+    def reset(self) -> None:
+        """Forget the live index (a new model): the next writer starts empty."""
+        with self._lock.acquire(timeout=600):
+            (self.dir / POINTER).unlink(missing_ok=True)
+            self._collect_garbage(keep=set())
 
     @contextmanager
     def writer(self, model_id: str, dim: int, timeout: float = 600) -> Iterator[VectorIndex]:

@@ -147,6 +147,7 @@ class Item(Base):
     transcript_status: Mapped[str | None] = mapped_column(SafeString(16))  # published | queued | asr | failed
     transcript_url: Mapped[str | None] = mapped_column(SafeString(2048))
     transcript_type: Mapped[str | None] = mapped_column(SafeString(64))
+    passages_hash: Mapped[str | None] = mapped_column(SafeString(64))  # content_hash the passages were cut from
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -169,6 +170,23 @@ class TranscriptSegment(Base):
     text: Mapped[str] = mapped_column(SafeText())
 
     item: Mapped[Item] = relationship(back_populates="segments")
+
+
+class Passage(Base):
+    """A window of an item's text: what is embedded, searched and cited. Its id is its FAISS id."""
+
+    __tablename__ = "passages"
+    __table_args__ = (UniqueConstraint("item_id", "position", name="uq_passages_item_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(SafeText())
+    start: Mapped[float | None] = mapped_column(Float)
+    end: Mapped[float | None] = mapped_column(Float)
+    speaker: Mapped[str | None] = mapped_column(SafeString(256))
+    content_hash: Mapped[str] = mapped_column(SafeString(64))
+    embedded_model: Mapped[str | None] = mapped_column(SafeString(256), index=True)  # None: not in the index
 
 
 class Tombstone(Base):

@@ -128,3 +128,22 @@ def test_writer_killed_mid_write_never_corrupts_the_index(tmp_path):
         with store.writer("m", 64) as live:
             assert live.count == meta.count
     assert kills == 5 and store.meta() is not None
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_ids_and_vectors_survive_removal_and_a_rebuild(kind, tmp_path):
+    data = vectors(3000, seed=4)
+    index = VectorIndex.build("m", np.arange(10, 3010), data, kind=kind, nprobe=128)
+    index.remove([10, 11, 500])
+    ids, vecs = index.vectors()
+    assert len(ids) == 2997 and 10 not in set(ids.tolist())
+    by_id = dict(zip(ids.tolist(), vecs, strict=True))
+    assert np.allclose(by_id[12], data[2], atol=1e-6)
+    store = IndexStore(tmp_path)
+    store.commit(index)
+    loaded = store.load()
+    assert loaded.kind == kind and sorted(loaded.ids()) == sorted(ids.tolist())
+    _, found = loaded.search(data[100:101], k=1)
+    assert found[0, 0] == 110
+    grown = index.rebuilt_as("ivf" if kind == "flat" else "flat")
+    assert sorted(grown.ids()) == sorted(ids.tolist())

@@ -1,0 +1,167 @@
+"""The embed stage: items -> passages -> vectors in the FAISS index.
+
+Idempotent and restartable. Passages whose text did not change keep their id and their vector;
+only new or changed passages are embedded. The index is committed before the database marks
+passages as embedded, so a crash between the two costs a re-embed, never a missing vector.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from embed.encoder import Encoder
+from embed.index import IndexStore, VectorIndex, choose_kind
+from embed.passages import split_item
+from ingest.entry import Segment
+from store.models import Item, Passage
+
+SPLIT_CHUNK = 200  # items per transaction while splitting
+COMMIT_EVERY = 5000  # passages embedded between index commits: bounds the work a crash loses
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class EmbedReport:
+    items_split: int = 0
+    passages_added: int = 0
+    passages_removed: int = 0
+    passages_embedded: int = 0
+    rebuilt: bool = False
+    seconds: float = 0.0
+    index_count: int = 0
+    index_kind: str = ""
+
+
+def split_pending(sessions: sessionmaker[Session], report: EmbedReport) -> None:
+    """Cut every item whose text changed since its passages were made; unchanged windows stay."""
+    while True:
+        with sessions() as session, session.begin():
+            items = session.scalars(
+                select(Item).where((Item.passages_hash.is_(None)) | (Item.passages_hash != Item.content_hash))
+                .options(selectinload(Item.segments)).limit(SPLIT_CHUNK)
+            ).all()
+            if not items:
+                return
+            for item in items:
+                _resplit(session, item, report)
+            report.items_split += len(items)
+
+
+def _resplit(session: Session, item: Item, report: EmbedReport) -> None:
+    segments = [Segment(s.text, s.start, s.end, s.speaker) for s in item.segments]
+    fresh = split_item(item.title, item.text, segments)
+    old = {p.position: p for p in session.scalars(select(Passage).where(Passage.item_id == item.id))}
+    for passage in fresh:
+        kept = old.pop(passage.position, None)
+        if kept is not None and kept.content_hash == passage.content_hash:
+            kept.start, kept.end, kept.speaker = passage.start, passage.end, passage.speaker
+            continue
+        if kept is not None:
+            session.delete(kept)
+            session.flush()
+            report.passages_removed += 1
+        session.add(Passage(item_id=item.id, position=passage.position, text=passage.text, start=passage.start,
+                            end=passage.end, speaker=passage.speaker, content_hash=passage.content_hash))
+        report.passages_added += 1
+    for stale in old.values():
+        session.delete(stale)
+        report.passages_removed += 1
+    item.passages_hash = item.content_hash
+
+
+def _pending_batches(sessions, model_id: str, batch: int) -> Iterator[list[tuple[int, str]]]:
+    last_id = 0
+    while True:
+        with sessions() as session:
+            rows = session.execute(
+                select(Passage.id, Passage.text)
+                .where((Passage.embedded_model.is_(None)) | (Passage.embedded_model != model_id), Passage.id > last_id)
+                .order_by(Passage.id).limit(batch)
+            ).all()
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        yield [(r[0], r[1]) for r in rows]
+
+
+def _count_pending(sessions, model_id: str) -> int:
+    from sqlalchemy import func
+
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(Passage).where(
+            (Passage.embedded_model.is_(None)) | (Passage.embedded_model != model_id)))
+
+
+def _live_ids(sessions) -> set[int]:
+    with sessions() as session:
+        return set(session.scalars(select(Passage.id)))
+
+
+def _mark_embedded(sessions, ids: list[int], model_id: str) -> None:
+    with sessions() as session, session.begin():
+        for start in range(0, len(ids), 1000):
+            session.execute(update(Passage).where(Passage.id.in_(ids[start:start + 1000])).values(embedded_model=model_id))
+
+
+def embed_pending(
+    sessions: sessionmaker[Session],
+    encoder: Encoder,
+    store: IndexStore,
+    *,
+    batch: int = 64,
+    rebuild: bool = False,
+    index_kind: str = "auto",
+    progress: Progress | None = None,
+) -> EmbedReport:
+    """Split changed items, drop vectors of deleted passages, embed what is not yet embedded."""
+    started = time.perf_counter()
+    report = EmbedReport()
+    split_pending(sessions, report)
+    meta = store.meta()
+    if rebuild or (meta is not None and meta.model_id != encoder.model_id):
+        report.rebuilt = True
+        with sessions() as session, session.begin():
+            session.execute(update(Passage).values(embedded_model=None))  # every vector is made again
+        store.reset()
+    total = _count_pending(sessions, encoder.model_id)
+    with store.writer(encoder.model_id, encoder.dim) as index:
+        report.passages_removed += _drop_deleted(index, _live_ids(sessions))
+        done, uncommitted = 0, []
+        for rows in _pending_batches(sessions, encoder.model_id, batch):
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            index.add(ids, encoder.embed_batch([r[1] for r in rows]))
+            uncommitted.extend(ids.tolist())
+            done += len(rows)
+            if progress:
+                progress(done, total)
+            if len(uncommitted) >= COMMIT_EVERY:
+                store.commit(index)
+                _mark_embedded(sessions, uncommitted, encoder.model_id)
+                uncommitted = []
+        index = _maybe_grow_into_ivf(index, index_kind)
+        store.commit(index)
+        _mark_embedded(sessions, uncommitted, encoder.model_id)
+        report.passages_embedded = done
+        report.index_count, report.index_kind = index.count, index.kind
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _drop_deleted(index: VectorIndex, live: set[int]) -> int:
+    """Vectors whose passage is gone (a tombstoned item, a rewritten paragraph) leave the index."""
+    stale = [i for i in index.ids() if i not in live]
+    return index.remove(stale)
+
+
+def _maybe_grow_into_ivf(index: VectorIndex, setting: str) -> VectorIndex:
+    wanted = choose_kind(index.count, setting)
+    if wanted == index.kind:
+        return index
+    return index.rebuilt_as(wanted)

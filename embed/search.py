@@ -1,0 +1,201 @@
+"""Hybrid retrieval: FAISS vectors + keyword search (SQLite FTS5 / PostgreSQL full text),
+fused with reciprocal rank fusion, filtered, and grouped so one item does not fill the page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from embed.encoder import Encoder
+from embed.index import IndexReader
+from store.models import Item, Passage, Source
+
+RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of top ranks
+MODES = ("hybrid", "vector", "keyword")
+_STOPWORDS = frozenset(
+    "a an and are as at be but by did do does for from had has have how i in is it its of on or say said "
+    "says that the their them they this to was were what when where which who why will with about into "
+    "than then there these those our we you your".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str | None = None  # a source id, or its exact URL
+    kind: str | None = None  # article | episode | post
+    language: str | None = None  # primary subtag: "en" matches en-gb
+    topic: str | None = None
+
+
+@dataclass
+class SearchHit:
+    item_id: int
+    passage_id: int
+    title: str
+    url: str | None
+    source: str
+    source_id: int
+    published: datetime | None
+    kind: str
+    language: str | None
+    text: str
+    score: float
+    start: float | None = None
+    end: float | None = None
+    speaker: str | None = None
+    more_passages: int = 0  # other matching passages of the same item, folded into this hit
+
+
+@dataclass
+class SearchContext:
+    """What a search needs; the encoder and index load on first use (the API starts without torch)."""
+
+    sessions: sessionmaker[Session]
+    reader: IndexReader
+    encoder_factory: Callable[[], Encoder]
+    _encoder: Encoder | None = field(default=None, repr=False)
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self.encoder_factory()
+        return self._encoder
+
+
+def keyword_terms(query: str) -> list[str]:
+    terms = [w.lower() for w in _WORD.findall(query)]
+    kept = [t for t in terms if t not in _STOPWORDS]
+    return list(dict.fromkeys(kept or terms))[:32]
+
+
+def _filtered(query: Select, filters: SearchFilters) -> Select:
+    query = query.join(Item, Item.id == Passage.item_id).join(Source, Source.id == Item.source_id)
+    if filters.since:
+        query = query.where(Item.published >= filters.since)
+    if filters.until:
+        query = query.where(Item.published < filters.until)
+    if filters.kind:
+        query = query.where(Item.kind == filters.kind)
+    if filters.language:
+        lang = filters.language.lower()
+        query = query.where((Item.language == lang) | Item.language.like(lang + "-%"))
+    if filters.topic:
+        query = query.where(Source.topic == filters.topic)
+    if filters.source:
+        query = query.where(Source.id == int(filters.source) if filters.source.isdigit() else Source.url == filters.source)
+    return query
+
+
+def _deepen(depth: int, filters: SearchFilters) -> int:
+    return depth * 5 if filters != SearchFilters() else depth  # filters drop hits: look further
+
+
+def _apply_filters(ctx: SearchContext, ranked: list[int], filters: SearchFilters, depth: int) -> list[int]:
+    if filters == SearchFilters() or not ranked:
+        return ranked[:depth]
+    with ctx.sessions() as session:
+        allowed = set(session.scalars(_filtered(select(Passage.id), filters).where(Passage.id.in_(ranked))))
+    return [i for i in ranked if i in allowed][:depth]
+
+
+def vector_ranking(ctx: SearchContext, query: str, filters: SearchFilters, depth: int) -> list[int]:
+    index = ctx.reader.current()
+    if index is None or index.count == 0:
+        return []
+    if index.model_id != ctx.encoder.model_id:
+        raise RuntimeError(f"index built with {index.model_id}, search uses {ctx.encoder.model_id}: run `briefcast reindex`")
+    _, ids = index.search(ctx.encoder.embed_batch([query]), _deepen(depth, filters))
+    return _apply_filters(ctx, [int(i) for i in ids[0] if i >= 0], filters, depth)
+
+
+_SQLITE_KEYWORDS = text(
+    "SELECT rowid FROM passages_fts WHERE passages_fts MATCH :q ORDER BY bm25(passages_fts) LIMIT :n")
+_POSTGRES_KEYWORDS = text(
+    "SELECT id FROM passages WHERE tsv @@ to_tsquery('english', :q) "
+    "ORDER BY ts_rank_cd(tsv, to_tsquery('english', :q)) DESC, id LIMIT :n")
+
+
+def keyword_ranking(ctx: SearchContext, query: str, filters: SearchFilters, depth: int) -> list[int]:
+    """BM25 (FTS5) or ts_rank_cd (PostgreSQL) over the query's words, any of them (OR)."""
+    terms = keyword_terms(query)
+    if not terms:
+        return []
+    with ctx.sessions() as session:
+        if session.bind.dialect.name == "sqlite":
+            statement, q = _SQLITE_KEYWORDS, " OR ".join(f'"{t}"' for t in terms)
+        else:
+            statement, q = _POSTGRES_KEYWORDS, " | ".join(terms)
+        ranked = list(session.scalars(statement, {"q": q, "n": _deepen(depth, filters)}))
+    return _apply_filters(ctx, ranked, filters, depth)
+
+
+def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking, start=1):
+            scores[pid] = scores.get(pid, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+
+
+def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters | None = None,
+           mode: str = "hybrid") -> list[SearchHit]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    filters = filters or SearchFilters()
+    depth = max(100, 10 * k)
+    rankings = []
+    if mode in ("hybrid", "vector"):
+        rankings.append(vector_ranking(ctx, query, filters, depth))
+    if mode in ("hybrid", "keyword"):
+        rankings.append(keyword_ranking(ctx, query, filters, depth))
+    return _hydrate(ctx, _group_by_item(ctx, fuse(rankings)), k)
+
+
+def _group_by_item(ctx: SearchContext, fused: list[tuple[int, float]]) -> list[tuple[int, float, int]]:
+    """Best passage per item, with how many more of its passages matched."""
+    if not fused:
+        return []
+    with ctx.sessions() as session:
+        owner = dict(session.execute(select(Passage.id, Passage.item_id).where(Passage.id.in_([p for p, _ in fused]))).all())
+    best: dict[int, tuple[int, float, int]] = {}
+    for pid, score in fused:
+        item = owner.get(pid)
+        if item is None:
+            continue  # deleted since the index was written
+        if item in best:
+            p, s, more = best[item]
+            best[item] = (p, s, more + 1)
+        else:
+            best[item] = (pid, score, 0)
+    return sorted(best.values(), key=lambda t: t[1], reverse=True)
+
+
+def _hydrate(ctx: SearchContext, grouped: list[tuple[int, float, int]], k: int) -> list[SearchHit]:
+    top = grouped[:k]
+    if not top:
+        return []
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Passage, Item, Source).join(Item, Item.id == Passage.item_id).join(Source, Source.id == Item.source_id)
+            .where(Passage.id.in_([p for p, _, _ in top]))
+        ).all()
+    by_id = {p.id: (p, i, s) for p, i, s in rows}
+    hits = []
+    for pid, score, more in top:
+        if pid not in by_id:
+            continue
+        p, i, s = by_id[pid]
+        hits.append(SearchHit(
+            item_id=i.id, passage_id=p.id, title=i.title, url=i.url, source=s.title or s.url, source_id=s.id,
+            published=i.published, kind=i.kind, language=i.language, text=p.text, score=round(score, 6),
+            start=p.start, end=p.end, speaker=p.speaker, more_passages=more,
+        ))
+    return hits
