@@ -36,12 +36,17 @@ def _root(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "
 
 
 def _register() -> None:
-    from api.commands import fetch, items, run, samples, sources
+    from api.commands import embed, fetch, items, run, samples, search, serve, sources
 
     app.add_typer(sources.app, name="sources")
     app.add_typer(items.app, name="items")
     app.add_typer(samples.app, name="samples")
+    app.add_typer(serve.apikey_app, name="apikey")
     app.command("fetch")(fetch.fetch)
+    app.command("embed")(embed.embed)
+    app.command("reindex")(embed.reindex)
+    app.command("search")(search.search)
+    app.command("serve")(serve.serve)
     app.command("run")(run.run)
 
 

@@ -81,8 +81,13 @@ class SentenceTransformerEncoder(Encoder):
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         if not os.path.isdir(path):
             raise EncoderError(f"no sentence-transformers model at {path}")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars in the CLI
 
         if threads:
             torch.set_num_threads(threads)

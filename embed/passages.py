@@ -117,5 +117,10 @@ def split_item(title: str, text: str, segments: Sequence[Segment] = ()) -> list[
     """Passages of one item; the title leads the first passage of an article so it is searchable."""
     if segments:
         return split_segments(segments)
-    body = f"{title}.\n\n{text}" if title and not text.startswith(title) else text
-    return split_text(body)
+    return split_text(f"{title}.\n\n{text}" if _title_adds_words(title, text) else text)
+
+
+def _title_adds_words(title: str, text: str) -> bool:
+    """A post's title is its own first words: prepending it would say them twice."""
+    head = " ".join(title.rstrip("…. ").split()).lower()
+    return bool(head) and head not in " ".join(text[: len(title) + 80].split()).lower()

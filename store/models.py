@@ -189,6 +189,21 @@ class Passage(Base):
     embedded_model: Mapped[str | None] = mapped_column(SafeString(256), index=True)  # None: not in the index
 
 
+class ApiKey(Base):
+    """An HTTP API key, stored as a SHA-256 hash: keys are 256-bit random tokens, so a fast hash
+    is as safe as a slow one and costs nothing per request."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(SafeString(128))
+    prefix: Mapped[str] = mapped_column(SafeString(16))  # shown in listings, to tell keys apart
+    key_hash: Mapped[str] = mapped_column(SafeString(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Tombstone(Base):
     """A deleted item: a refetch of its feed must not bring it back."""
 

@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     full_text_min_words: int = 80
     transcript_language: str = "en"
 
+    # Embeddings and search
+    encoder: str = "minilm"  # minilm | onnx | sentence-transformers | fake
+    encoder_path: str | None = None  # model directory for encoder=sentence-transformers (or onnx)
+    encoder_threads: int | None = None
+    embed_batch: int = 64
+    index_kind: str = "auto"  # auto | flat | ivf
+    nprobe: int = 16
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_k: int = 50
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -1,0 +1,203 @@
+"""The HTTP API: semantic search over passages, items, health. FastAPI, API keys, JSON errors.
+
+`create_app(settings)` builds everything from the settings it is handed; torch and faiss load on
+the first search, not at import (the encoder and index are created lazily).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from store.settings import Settings
+
+MAX_QUERY_CHARS = 1000
+MAX_URL_BYTES = 8192
+
+
+class KindName(StrEnum):
+    article = "article"
+    episode = "episode"
+    post = "post"
+
+
+class ModeName(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
+
+
+class Hit(BaseModel):
+    item_id: int
+    passage_id: int
+    title: str
+    url: str | None
+    source: str
+    source_id: int
+    published: datetime | None
+    kind: str
+    language: str | None
+    text: str
+    score: float
+    start: float | None = None
+    end: float | None = None
+    speaker: str | None = None
+    more_passages: int = 0
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: str
+    count: int
+    results: list[Hit]
+
+
+class SegmentOut(BaseModel):
+    start: float | None
+    end: float | None
+    speaker: str | None
+    text: str
+
+
+class ItemOut(BaseModel):
+    id: int
+    title: str
+    url: str | None
+    source: str
+    source_id: int
+    kind: str
+    language: str | None
+    author: str | None
+    published: datetime | None
+    text: str
+    transcript: list[SegmentOut]
+
+
+class Health(BaseModel):
+    status: str
+    items: int
+    passages: int
+    index_count: int
+    index_model: str | None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+def _as_datetime(value: datetime | date | None, end_of_day: bool = False) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time.max if end_of_day else time.min)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from embed.runtime import search_context
+    from store.db import open_database
+
+    sessions = open_database(settings.db_url)
+    context = search_context(settings, sessions)
+    app = FastAPI(title="briefcast", version="0.1.0",
+                  description="Semantic search over the news, podcasts and threads briefcast has read.",
+                  responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+    _install_error_handlers(app)
+    _install_size_limit(app)
+
+    def require_key(request: Request) -> None:
+        from store.apikeys import verify_key
+
+        header = request.headers.get("authorization", "")
+        key = request.headers.get("x-api-key") or (header[7:] if header.lower().startswith("bearer ") else "")
+        with sessions() as session, session.begin():
+            if verify_key(session, key.strip()) is None:
+                raise HTTPException(401, "missing or invalid API key: send it as X-API-Key or Authorization: Bearer")
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        from store.models import Item, Passage
+
+        meta = context.reader.store.meta()
+        with sessions() as session:
+            items = session.scalar(select(func.count()).select_from(Item))
+            passages = session.scalar(select(func.count()).select_from(Passage))
+        return Health(status="ok", items=items, passages=passages, index_count=meta.count if meta else 0,
+                      index_model=meta.model_id if meta else None)
+
+    @app.get("/search", response_model=SearchResponse, dependencies=[Depends(require_key)])
+    def search_endpoint(
+        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="what to look for")],
+        k: Annotated[int, Query(ge=1, le=settings.max_k)] = 10,
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
+        kind: KindName | None = None,
+        source: Annotated[str | None, Query(max_length=2048, description="source id or exact feed URL")] = None,
+        lang: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")] = None,
+        topic: Annotated[str | None, Query(max_length=128)] = None,
+        mode: ModeName = ModeName.hybrid,
+    ) -> SearchResponse:
+        from embed.search import SearchFilters, search
+
+        if not q.strip():
+            raise HTTPException(422, "q must contain more than white space")
+        filters = SearchFilters(since=_as_datetime(since), until=_as_datetime(until, end_of_day=True),
+                                source=source, kind=kind.value if kind else None, language=lang, topic=topic)
+        hits = search(context, q, k=k, filters=filters, mode=mode.value)
+        return SearchResponse(query=q, mode=mode.value, count=len(hits), results=[Hit(**vars(h)) for h in hits])
+
+    @app.get("/items/{item_id}", response_model=ItemOut, dependencies=[Depends(require_key)])
+    def item_endpoint(item_id: int) -> ItemOut:
+        from store.models import Item
+
+        with sessions() as session:
+            item = session.scalar(select(Item).where(Item.id == item_id)
+                                  .options(selectinload(Item.segments), selectinload(Item.source)))
+            if item is None:
+                raise HTTPException(404, f"no item {item_id}")
+            return ItemOut(
+                id=item.id, title=item.title, url=item.url, source=item.source.title or item.source.url,
+                source_id=item.source_id, kind=item.kind, language=item.language, author=item.author,
+                published=item.published, text=item.text,
+                transcript=[SegmentOut(start=s.start, end=s.end, speaker=s.speaker, text=s.text) for s in item.segments],
+            )
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {401: "unauthorized", 404: "not_found", 413: "too_large", 414: "uri_too_long", 422: "invalid_request"}
+        return JSONResponse({"error": names.get(exc.status_code, "error"), "message": str(exc.detail)},
+                            status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "invalid_request", "message": problems[:2000]}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "internal", "message": f"{type(exc).__name__}: {str(exc)[:500]}"}, status_code=500)
+
+
+def _install_size_limit(app: FastAPI) -> None:
+    """A 10 MB query string or body is refused before anything parses it."""
+
+    @app.middleware("http")
+    async def limit(request: Request, call_next):
+        if len(str(request.url)) > MAX_URL_BYTES:
+            return JSONResponse({"error": "uri_too_long", "message": f"request URL over {MAX_URL_BYTES} bytes"}, 414)
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > 64 * 1024:
+            return JSONResponse({"error": "too_large", "message": "request body over 64 KB"}, 413)
+        return await call_next(request)

@@ -1,0 +1,47 @@
+"""`briefcast embed` and `briefcast reindex`."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def _run(ctx: typer.Context, rebuild: bool) -> None:
+    from embed.pipeline import embed_pending
+    from embed.runtime import index_store, make_encoder
+
+    app = ctx.obj
+    settings = app.settings
+    store = index_store(settings)
+    with app.err.status("loading the encoder…"):
+        encoder = make_encoder(settings)
+    meta = store.meta()
+    if meta is not None and meta.model_id != encoder.model_id:
+        app.err.print(f"[yellow]The index was built with {meta.model_id}; encoder is now {encoder.model_id}: "
+                      "rebuilding every vector.[/]")
+    columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:.1f} passages/s"), TimeRemainingColumn())
+    with Progress(*columns, console=app.err, transient=True) as progress:
+        task = progress.add_task("", total=None, rate=0.0)
+
+        def advance(done: int, total: int) -> None:
+            elapsed = progress.tasks[0].elapsed or 1e-9
+            progress.update(task, completed=done, total=total, rate=done / elapsed)
+
+        report = embed_pending(app.sessions(), encoder, store, batch=settings.embed_batch, rebuild=rebuild,
+                               index_kind=settings.index_kind, progress=advance)
+    rate = report.passages_embedded / report.seconds if report.seconds else 0.0
+    app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
+                  f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
+                  f"index: {report.index_count} vectors ({report.index_kind}, {encoder.model_id})"
+                  + (" [rebuilt]" if report.rebuilt else ""))
+
+
+def embed(ctx: typer.Context) -> None:
+    """Split new or changed items into passages and add their vectors to the index."""
+    _run(ctx, rebuild=False)
+
+
+def reindex(ctx: typer.Context) -> None:
+    """Re-embed every passage with the configured encoder and rebuild the index."""
+    _run(ctx, rebuild=True)

@@ -1,0 +1,54 @@
+"""`briefcast search "query"`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import typer
+from rich.table import Table
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def search(
+    ctx: typer.Context,
+    query: str,
+    k: int = typer.Option(10, min=1, max=50),
+    kind: str | None = typer.Option(None, help="article | episode | post"),
+    since: datetime | None = typer.Option(None, help="only items published since (YYYY-MM-DD)"),
+    until: datetime | None = typer.Option(None),
+    lang: str | None = typer.Option(None),
+    source: str | None = typer.Option(None, help="source id or URL"),
+    topic: str | None = typer.Option(None),
+    mode: str = typer.Option("hybrid", help="hybrid | vector | keyword"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Semantic search over stored passages."""
+    from embed.runtime import search_context
+    from embed.search import SearchFilters
+    from embed.search import search as run_search
+
+    app = ctx.obj
+    context = search_context(app.settings, app.sessions())
+    filters = SearchFilters(since=since, until=until, kind=kind, language=lang, source=source, topic=topic)
+    hits = run_search(context, query, k=k, filters=filters, mode=mode)
+    if as_json:
+        rows = [vars(h) | {"published": h.published.isoformat() if h.published else None} for h in hits]
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(hits)} results for {query!r}", show_lines=True)
+    for column in ("#", "score", "source", "when", "passage"):
+        table.add_column(column, overflow="fold")
+    for n, h in enumerate(hits, 1):
+        where = h.published.date().isoformat() if h.published else ""
+        if h.start is not None:
+            where += f"\n@{_clock(h.start)}"
+        table.add_row(str(n), f"{h.score:.4f}", f"{h.source}\n[dim]{h.kind}[/]", where,
+                      f"[bold]{h.title}[/]\n{h.text[:400]}{'…' if len(h.text) > 400 else ''}\n[dim]{h.url or ''}[/]")
+    app.out.print(table)
