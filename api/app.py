@@ -4,7 +4,6 @@
 the first search, not at import (the encoder and index are created lazily).
 """
 
-from __future__ import annotations
 
 from datetime import date, datetime, time
 from enum import StrEnum

@@ -381,16 +381,21 @@ def machine_line() -> str:
 def print_passes(passes: list[PassFigures], items: int) -> None:
     print(f"{'refresh pass':<34}{'feeds':>7}{'seconds':>9}{'feeds/min':>11}  outcomes")
     for p in passes:
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(p.statuses.items()))
+        outcomes = ", ".join(f"{status} {p.statuses[status]}" for status in ("new", "not_modified", "failed"))
         print(f"{p.label:<34}{p.feeds:>7}{p.seconds:>9.2f}{p.per_minute:>11,.0f}  {outcomes}; "
               f"new items {p.report.new_items:,}")
     print(f"items stored after both passes: {items:,}")
     last = passes[-1]
     verdict = "met" if last.per_minute >= TARGET_304_PER_MINUTE else "MISSED"
-    print(f"304-pass target >= {TARGET_304_PER_MINUTE:,} feeds/min: {verdict}")
+    all_304 = "" if last.statuses["not_modified"] == last.feeds else " (but not every feed answered 304)"
+    print(f"304-pass target >= {TARGET_304_PER_MINUTE:,} feeds/min: {verdict}{all_304}")
     for p in passes:
         for o in [o for o in p.report.sources if o.status == "failed"][:5]:
             print(f"  failed in {p.label}: {o.url.rsplit('/', 2)[-2:]} {o.error}")
+
+
+def share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
 
 
 def print_parsers(cmp: ParseComparison) -> None:
@@ -403,9 +408,8 @@ def print_parsers(cmp: ParseComparison) -> None:
     print(f"{'entry agreement, feeds both read':<34}{'feeds':>6}{'same n':>8}{'entries A/B':>13}"
           f"{'title':>8}{'link':>8}{'both':>8}")
     for a in cmp.agreements:
-        share = (lambda n: f"{n / a.paired:.1%}") if a.paired else (lambda n: "-")
         print(f"{a.label:<34}{a.feeds:>6}{a.same_count:>8}{f'{a.entries_left}/{a.entries_right}':>13}"
-              f"{share(a.titles):>8}{share(a.links):>8}{share(a.both):>8}")
+              f"{share(a.titles, a.paired):>8}{share(a.links, a.paired):>8}{share(a.both, a.paired):>8}")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -463,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     print_passes(passes, items)
     rss_after_refresh = peak_rss_mb()
     print_parsers(compare_parsers(feeds))
-    print(f"\npeak RSS: {rss_after_refresh:.0f} MB after the refresh passes, {peak_rss_mb():.0f} MB at the end")
+    print(f"\npeak RSS: {rss_after_refresh:.0f} MB after the refresh passes, {peak_rss_mb():.0f} MB at the end; "
+          f"load avg {'/'.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     if args.profile_304:
         print(f"profile of the 304 pass: {args.profile_304} (python -m pstats {args.profile_304})")
     return 0
