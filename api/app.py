@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from store.settings import Settings
 
 MAX_QUERY_CHARS = 1000
 MAX_URL_BYTES = 8192
+MAX_ID = 2**31 - 1  # INTEGER on PostgreSQL; a larger id cannot exist and must not reach the driver
 
 
 class KindName(StrEnum):
@@ -154,7 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
         return SearchResponse(query=q, mode=mode.value, count=len(hits), results=[Hit(**vars(h)) for h in hits])
 
     @app.get("/items/{item_id}", response_model=ItemOut, dependencies=[Depends(require_key)])
-    def item_endpoint(item_id: int) -> ItemOut:
+    def item_endpoint(item_id: Annotated[int, FastPath(ge=1, le=MAX_ID)]) -> ItemOut:
         from store.models import Item
 
         with sessions() as session:

@@ -53,6 +53,24 @@ def run(
     app.out.print(report_table(report))
     app.out.print(summary_line(report))
     _print_stored(app, sessions, source_ids)
+    _embed_and_show(ctx, sessions)
+
+
+DEMO_QUERY = "How are Chinese open-weight models changing the balance with US closed models?"
+
+
+def _embed_and_show(ctx: typer.Context, sessions) -> None:
+    """Index what was stored and answer one question from it, to show the search works."""
+    from api.commands.embed import embed
+    from embed.runtime import search_context
+    from embed.search import search
+
+    embed(ctx)
+    hits = search(search_context(ctx.obj.settings, sessions), DEMO_QUERY, k=3)
+    ctx.obj.out.print(f"\n[bold]Search[/]: {DEMO_QUERY}")
+    for n, hit in enumerate(hits, 1):
+        ctx.obj.out.print(f"  {n}. {hit.title} — {hit.source} ({hit.kind})\n     {hit.text[:160]}…")
+    ctx.obj.out.print('Ask your own: .venv/bin/briefcast search "..."  ·  API: briefcast apikey create; briefcast serve')
 
 
 def _configured_sources(settings: Settings) -> list[SourceSpec]:
