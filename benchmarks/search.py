@@ -7,21 +7,25 @@ What it measures, for each N in ``--sizes``, and prints as labelled tables:
    same way from a separate seed). Flat and IVF as ``VectorIndex.build`` makes them (IVF lists
    = 4·sqrt(N), trained on all vectors): build seconds, RSS delta after the build and peak RSS
    delta during it, recall@10 against exact Flat on the same queries for nprobe 8/16/32/64, and
-   single-query latency p50/p99 (one ``search`` call per query, FAISS's default threads).
+   single-query latency p50/p99 (one ``search`` call per query), with FAISS's default OpenMP
+   threads (what the API uses) and with one thread.
 2. HTTP API. A fresh SQLite database with one source, N/5 items and N passages (short synthetic
    text with a Zipf vocabulary; ids 1..N = the index ids), Core ``executemany`` in batches; the
-   index ``kind="auto"`` would choose for N, committed with ``IndexStore(settings.index_dir)``;
+   index ``kind="auto"`` would choose for N (``--server-index``), committed with
+   ``IndexStore(settings.index_dir)``;
    an API key; ``briefcast serve`` as a child process on a free 127.0.0.1 port (BRIEFCAST_* env,
    ``--encoder``, fake by default). Then an httpx async load generator, bounded by request count
    and wall time, loopback only: ``--requests`` GET /search at each ``--concurrency``, for
-   ``mode=vector`` and ``mode=hybrid``: latency p50/p99, requests/s, errors.
+   ``mode=vector`` and ``mode=hybrid``: latency p50/p99, requests/s, errors. Then the same with
+   the server started under OMP_NUM_THREADS=1 (a what-if; ``--no-omp-what-if`` skips it).
 3. Server memory: VmHWM (peak RSS) and VmRSS of the server process from /proc/<pid>/status.
 4. Where a request's time goes: the same database and index in-process, requests sent one at a
    time through the ASGI app (``TestClient``), with timers wrapped around the encoder, FAISS
    ``search``, the keyword SQL, the grouping SQL and the hydration SQL; "outside search()" is
    auth (one write transaction per request), FastAPI validation, the response model and JSON.
 5. Real MiniLM (all-MiniLM-L6-v2, torch, CPU) query-embedding latency in-process over 200 short
-   queries, one per call: add it to the fake-encoder HTTP figures for a real deployment.
+   queries, one per call, at torch's default threads and at one: add it to the fake-encoder HTTP
+   figures for a real deployment.
 
 Targets: p99 <= 50 ms and recall@10 >= 0.95 at 1M on 2 cores. The load generator runs on the same
 machine and takes CPU from the server; the machine may be shared (the load average is printed).
@@ -29,7 +33,7 @@ machine and takes CPU from the server; the machine may be shared (the load avera
 Run from the repository root:
 
     .venv/bin/python -m benchmarks.search [--sizes 100000,1000000] [--queries 1000]
-        [--encoder fake|minilm] [--requests 1000] [--concurrency 4,16]
+        [--encoder fake|minilm] [--requests 1000] [--concurrency 4,16] [--server-index auto|flat|ivf]
 """
 
 from __future__ import annotations
@@ -170,6 +174,8 @@ class IndexRow:
     p50_ms: float
     p99_ms: float
     timed: int
+    p50_1t_ms: float = float("nan")  # the same with FAISS limited to one OpenMP thread
+    p99_1t_ms: float = float("nan")
 
 
 @dataclass
@@ -193,8 +199,20 @@ def timed_build(build: Callable[[], VectorIndex]) -> tuple[VectorIndex, float, f
     return index, seconds, after - before, peak
 
 
-def single_query_latencies(index: VectorIndex, queries: np.ndarray, limit: int) -> list[float]:
-    """Seconds per `search` of one query, over up to `limit` queries and LATENCY_BUDGET_S seconds."""
+def single_query_latencies(index: VectorIndex, queries: np.ndarray, limit: int, threads: int) -> list[float]:
+    """Seconds per `search` of one query, over up to `limit` queries and LATENCY_BUDGET_S seconds,
+    with FAISS using `threads` OpenMP threads (restored after)."""
+    import faiss
+
+    default = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        return _time_queries(index, queries, limit)
+    finally:
+        faiss.omp_set_num_threads(default)
+
+
+def _time_queries(index: VectorIndex, queries: np.ndarray, limit: int) -> list[float]:
     index.search(queries[:1], K)  # warm
     times: list[float] = []
     stop_at = time.monotonic() + LATENCY_BUDGET_S
@@ -211,8 +229,15 @@ def recall_at_k(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean([len(set(t) & set(f)) / K for t, f in zip(truth.tolist(), found.tolist(), strict=True)]))
 
 
+def latency_pair(index: VectorIndex, queries: np.ndarray, limit: int, threads: int) -> tuple[float, float, int, float, float]:
+    """p50, p99 and count at `threads` OpenMP threads, then p50, p99 at one thread."""
+    default = single_query_latencies(index, queries, limit, threads)
+    single = single_query_latencies(index, queries, limit, 1)
+    return *percentiles_ms(default), len(default), *percentiles_ms(single)
+
+
 def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str, server_kind: str,
-                  server_nprobe: int, log: Callable[[str], None]) -> IndexFigures:
+                  server_nprobe: int, threads: int, log: Callable[[str], None]) -> IndexFigures:
     vectors = clusters.draw(n, seed=1000 + n)
     ids = np.arange(1, n + 1, dtype=np.int64)
     rows = []
@@ -220,8 +245,8 @@ def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str
     log(f"N={n:,}: building Flat")
     flat, seconds, delta, peak = timed_build(lambda: VectorIndex.build(model_id, ids, vectors, kind="flat"))
     scores, truth = flat.search(queries, K)
-    latencies = single_query_latencies(flat, queries, FLAT_LATENCY_QUERIES)
-    rows.append(IndexRow(n, "Flat (exact)", seconds, delta, peak, 1.0, *percentiles_ms(latencies), len(latencies)))
+    rows.append(IndexRow(n, "Flat (exact)", seconds, delta, peak, 1.0,
+                         *latency_pair(flat, queries, FLAT_LATENCY_QUERIES, threads)))
     kept = flat if server_kind == "flat" else None
     del flat
 
@@ -231,10 +256,9 @@ def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str
     for number, nprobe in enumerate(NPROBES):
         ivf.set_nprobe(nprobe)
         _, found = ivf.search(queries, K)
-        latencies = single_query_latencies(ivf, queries, len(queries))
         rows.append(IndexRow(n, f"IVF{ivf_lists(n)} nprobe {nprobe}", seconds if number == 0 else None,
                              delta if number == 0 else None, peak if number == 0 else None,
-                             recall_at_k(truth, found), *percentiles_ms(latencies), len(latencies)))
+                             recall_at_k(truth, found), *latency_pair(ivf, queries, len(queries), threads)))
     ivf.set_nprobe(server_nprobe)
     if server_kind == "ivf":
         kept = ivf
@@ -336,10 +360,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(settings: Settings, log_path: Path) -> Iterator[tuple[str, int]]:
+def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """`briefcast serve` on a free loopback port; yields (base URL, pid) once /health answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | extra_env | {
         "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
         "BRIEFCAST_ENCODER": settings.encoder, "BRIEFCAST_NPROBE": str(settings.nprobe),
         "BRIEFCAST_INDEX_KIND": settings.index_kind, "BRIEFCAST_API_HOST": LOOPBACK,
@@ -374,6 +398,8 @@ def running_server(settings: Settings, log_path: Path) -> Iterator[tuple[str, in
 @dataclass
 class LoadRow:
     n: int
+    server: str  # the server's environment beyond BRIEFCAST_*: "default" or e.g. OMP_NUM_THREADS=1
+    load_avg: float  # the 1-minute load average when the run started
     mode: str
     concurrency: int
     sent: int
@@ -390,13 +416,15 @@ class LoadRow:
         return self.ok / self.wall_s if self.wall_s else 0.0
 
 
-async def run_load(base: str, key: str, queries: list[str], mode: str, concurrency: int, total: int, n: int) -> LoadRow:
+async def run_load(base: str, key: str, queries: list[str], mode: str, concurrency: int, total: int, n: int,
+                   server: str) -> LoadRow:
     """`total` GET /search over `concurrency` connections, at most LOAD_DEADLINE_S seconds."""
     assert httpx.URL(base).host == LOOPBACK, "the load generator talks to loopback only"
     latencies: list[float] = []
     errors: Counter = Counter()
     empty = 0
     numbers = itertools.count()
+    load = os.getloadavg()[0]
     stop_at = time.monotonic() + LOAD_DEADLINE_S
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=30, limits=limits) as client:
@@ -422,7 +450,7 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     p50, p99 = percentiles_ms(latencies)
-    return LoadRow(n, mode, concurrency, len(latencies) + sum(errors.values()), len(latencies), wall, p50, p99,
+    return LoadRow(n, server, load, mode, concurrency, len(latencies) + sum(errors.values()), len(latencies), wall, p50, p99,
                    max(latencies, default=0.0) * 1000, errors, empty)
 
 
@@ -559,8 +587,9 @@ def measure_stages(settings: Settings, key: str, queries: list[str], count: int,
 # --- part 5: the real encoder --------------------------------------------------------------------
 
 
-def minilm_latency(encoder, queries: list[str]) -> tuple[float, float, int] | str:
-    """p50, p99 ms of embedding one short query per call, and torch's thread count."""
+def minilm_latency(encoder, queries: list[str]) -> list[tuple[int, float, float]] | str:
+    """(torch threads, p50 ms, p99 ms) of embedding one short query per call, at torch's default
+    thread count and at one thread."""
     try:
         import torch
 
@@ -570,14 +599,20 @@ def minilm_latency(encoder, queries: list[str]) -> tuple[float, float, int] | st
             encoder = get_encoder("minilm")
     except Exception as exc:  # a missing package or model is a line in the report, not a crash
         return f"not measured: {type(exc).__name__}: {exc}"
-    for q in queries[:5]:
-        encoder.embed_batch([q])
-    times = []
-    for q in queries[:MINILM_QUERIES]:
-        started = time.perf_counter()
-        encoder.embed_batch([q])
-        times.append(time.perf_counter() - started)
-    return *percentiles_ms(times), torch.get_num_threads()
+    default = torch.get_num_threads()
+    results = []
+    for threads in dict.fromkeys((default, 1)):
+        torch.set_num_threads(threads)
+        for q in queries[:5]:
+            encoder.embed_batch([q])
+        times = []
+        for q in queries[:MINILM_QUERIES]:
+            started = time.perf_counter()
+            encoder.embed_batch([q])
+            times.append(time.perf_counter() - started)
+        results.append((threads, *percentiles_ms(times)))
+    torch.set_num_threads(default)
+    return results
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -592,12 +627,14 @@ def print_index(figures: list[IndexFigures], clusters: Clusters, queries: int) -
           f"recall@{K} vs exact Flat, latency = one query per search() call")
     for f in figures:
         print(f"   N={f.n:,}: mean cosine of the true 1st / {K}th neighbour {f.top1_cos:.3f} / {f.top10_cos:.3f}")
+    print(f"{'':>54}{'default OpenMP threads':>27}{'1 OpenMP thread':>18}")
     print(f"{'N':>10}  {'index':<22}{'build s':>9}{'RSS +MB':>9}{'peak +MB':>10}{'recall@10':>11}"
-          f"{'p50 ms':>9}{'p99 ms':>9}{'queries':>9}")
+          f"{'p50 ms':>9}{'p99 ms':>9}{'queries':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for f in figures:
         for r in f.rows:
             print(f"{r.n:>10,}  {r.label:<22}{fmt(r.build_s):>9}{fmt(r.rss_delta_mb, '.0f'):>9}"
-                  f"{fmt(r.peak_delta_mb, '.0f'):>10}{r.recall:>11.4f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.timed:>9}")
+                  f"{fmt(r.peak_delta_mb, '.0f'):>10}{r.recall:>11.4f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.timed:>9}"
+                  f"{r.p50_1t_ms:>9.2f}{r.p99_1t_ms:>9.2f}")
 
 
 def print_server(figures: list[ServerFigures], settings_line: str) -> None:
@@ -605,17 +642,17 @@ def print_server(figures: list[ServerFigures], settings_line: str) -> None:
     print(f"{'N':>10}  {'index':<8}{'file MB':>8}{'db MB':>8}{'populate s':>11}{'warm-up s':>10}")
     for s in figures:
         print(f"{s.n:>10,}  {s.index_kind:<8}{s.index_file_mb:>8.0f}{s.db_mb:>8.0f}{s.populate_s:>11.1f}{s.warm_up_s:>10.1f}")
-    print(f"{'N':>10}  {'mode':<8}{'conc':>5}{'ok/sent':>11}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'wall s':>8}  p99<={TARGET_P99_MS:.0f}ms  errors")
+    print(f"{'N':>10}  {'server env':<18}{'mode':<8}{'conc':>5}{'ok/sent':>11}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'max ms':>9}{'wall s':>8}{'load':>6}  p99<={TARGET_P99_MS:.0f}ms  errors")
     for s in figures:
         for r in s.loads:
             verdict = "met" if r.p99_ms <= TARGET_P99_MS else "MISSED"
             errors = ", ".join(f"{k} {v}" for k, v in r.errors.items()) or "-"
             if r.empty:
                 errors += f"; {r.empty} empty answers"
-            print(f"{r.n:>10,}  {r.mode:<8}{r.concurrency:>5}{f'{r.ok}/{r.sent}':>11}{r.per_second:>8.1f}"
-                  f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.wall_s:>8.1f}  {verdict:<12}{errors}")
-    print("\n3. server process memory (/proc/<pid>/status)")
+            print(f"{r.n:>10,}  {r.server:<18}{r.mode:<8}{r.concurrency:>5}{f'{r.ok}/{r.sent}':>11}{r.per_second:>8.1f}"
+                  f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.wall_s:>8.1f}{r.load_avg:>6.1f}  {verdict:<12}{errors}")
+    print("\n3. server process memory (/proc/<pid>/status), default server; idle = before the first search")
     print(f"{'N':>10}  {'RSS idle MB':>12}{'RSS warm MB':>12}{'RSS end MB':>11}{'VmHWM MB':>10}")
     for s in figures:
         print(f"{s.n:>10,}  {s.rss_idle_mb:>12.0f}{s.rss_warm_mb:>12.0f}{s.rss_end_mb:>11.0f}{s.hwm_mb:>10.0f}")
@@ -637,12 +674,13 @@ def print_verdicts(index: list[IndexFigures], server: list[ServerFigures], nprob
             for r in f.rows:
                 if r.label.endswith(f"nprobe {nprobe}") or r.label.startswith("Flat"):
                     verdict = "met" if r.recall >= TARGET_RECALL else "MISSED"
-                    print(f"   recall@10 {r.label}: {r.recall:.4f} {verdict}; in-process p99 {r.p99_ms:.2f} ms")
+                    print(f"   recall@10 {r.label}: {r.recall:.4f} {verdict}; in-process p99 {r.p99_ms:.2f} ms "
+                          f"({r.p99_1t_ms:.2f} ms at 1 thread)")
     for s in server:
         if s.n == largest:
             for r in s.loads:
                 verdict = "met" if r.p99_ms <= TARGET_P99_MS else "MISSED"
-                print(f"   HTTP p99 {r.mode} at concurrency {r.concurrency}: {r.p99_ms:.1f} ms {verdict}")
+                print(f"   HTTP p99 {r.mode} at concurrency {r.concurrency} ({r.server}): {r.p99_ms:.1f} ms {verdict}")
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -659,7 +697,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--centres", type=int, default=2000)
     parser.add_argument("--spread", type=float, default=1.0, help="noise norm relative to the unit centres")
     parser.add_argument("--stage-queries", type=int, default=200, help="sequential requests per mode in part 4")
+    parser.add_argument("--server-index", choices=("auto", "flat", "ivf"), default="auto",
+                        help="which of the two indexes the server gets")
     parser.add_argument("--no-http", action="store_true", help="part 1 only")
+    parser.add_argument("--no-omp-what-if", dest="omp_what_if", action="store_false",
+                        help="skip the second server run with OMP_NUM_THREADS=1")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and indexes here (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -689,19 +731,23 @@ def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[
     index_mb = (settings.index_dir / meta.file).stat().st_size / 2**20
     db_mb = sum(p.stat().st_size for p in data_dir.glob("briefcast.db*")) / 2**20
     loads = []
-    log(f"N={n:,}: starting briefcast serve")
-    with running_server(settings, data_dir / "server.log") as (base, pid):
-        idle = rss_mb(pid)
-        warm_s = warm_up(base, key, queries)
-        warm = rss_mb(pid)
-        for mode in MODES:
-            for concurrency in args.concurrency:
-                log(f"N={n:,}: load {mode} x{concurrency}")
-                loads.append(asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n)))
-        end, hwm = rss_mb(pid), hwm_mb(pid)
+    variants = {"default": {}} | ({"OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}} if args.omp_what_if else {})
+    for label, extra_env in variants.items():
+        log(f"N={n:,}: starting briefcast serve ({label})")
+        with running_server(settings, data_dir / f"server-{len(loads)}.log", extra_env) as (base, pid):
+            idle = rss_mb(pid)
+            warm_s = warm_up(base, key, queries)
+            warm = rss_mb(pid)
+            for mode in MODES:
+                for concurrency in args.concurrency:
+                    log(f"N={n:,}: load {mode} x{concurrency} ({label})")
+                    loads.append(asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n, label)))
+            if label == "default":  # the memory figures are the default server's
+                memory = idle, warm, rss_mb(pid), hwm_mb(pid), warm_s
     log(f"N={n:,}: stage breakdown in-process")
     stages = measure_stages(settings, key, queries, args.stage_queries, n)
     gc.collect()
+    idle, warm, end, hwm, warm_s = memory
     return ServerFigures(n, kind, index_mb, populate_s, db_mb, idle, warm, end, hwm, warm_s, loads), stages
 
 
@@ -737,8 +783,9 @@ def main(argv: list[str] | None = None) -> int:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="briefcast-search-bench-"))
     try:
         for n in sorted(args.sizes):
-            server_kind = choose_kind(n, "auto")
-            figures = measure_index(n, clusters, query_vectors, model_id, server_kind, nprobe, log)
+            server_kind = choose_kind(n, args.server_index)
+            figures = measure_index(n, clusters, query_vectors, model_id, server_kind, nprobe,
+                                    faiss.omp_get_max_threads(), log)
             index_figures.append(figures)
             if args.no_http:
                 figures.kept = None
@@ -760,8 +807,10 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(minilm, str):
         print(f"\n5. MiniLM query embedding: {minilm}")
     else:
-        print(f"\n5. MiniLM (all-MiniLM-L6-v2, torch CPU, {minilm[2]} threads) query embedding, one short query per call, "
-              f"{MINILM_QUERIES} queries: p50 {minilm[0]:.1f} ms, p99 {minilm[1]:.1f} ms (add to the fake-encoder figures)")
+        print(f"\n5. MiniLM (all-MiniLM-L6-v2, torch CPU) query embedding in-process, one short query per call, "
+              f"{MINILM_QUERIES} queries (add to the fake-encoder HTTP figures):")
+        for threads, p50, p99 in minilm:
+            print(f"   torch {threads} thread(s): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print_verdicts(index_figures, server_figures, nprobe)
     print(f"\nwall {time.perf_counter() - started:.0f} s; load avg {load_avg()} at the end; "
           f"peak RSS of this process {hwm_mb():.0f} MB (since the last reset)")

@@ -41,7 +41,7 @@ class FetchResult:
     error: str | None = None
     error_kind: str | None = None  # blocked | timeout | too_large | http | network | redirect
     retry_after: float | None = None
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # seconds on the network, not waiting for a free connection slot
 
     @property
     def not_modified(self) -> bool:
@@ -123,7 +123,6 @@ class Fetcher:
         accept: str = FEED_ACCEPT,
         max_bytes: int | None = None,
     ) -> FetchResult:
-        started = time.perf_counter()
         result = FetchResult(url=url, final_url=url)
         headers = {"Accept": accept}
         if etag:
@@ -136,7 +135,6 @@ class Fetcher:
             result.error, result.error_kind = str(exc), exc.kind
             result.status = exc.status or result.status
             result.retry_after = exc.retry_after
-        result.elapsed = time.perf_counter() - started
         return result
 
     async def _follow(self, result: FetchResult, headers: dict[str, str], limit: int) -> None:
@@ -159,6 +157,7 @@ class Fetcher:
         """GET one URL into `result`; returns the Location to follow, or None when done."""
         host = urlsplit(url).hostname or ""
         async with self._per_host[host], self._overall:
+            hop_started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
                     return await self._request(url, headers, limit, result)
@@ -172,6 +171,8 @@ class Fetcher:
                 raise FetchFailed("network", f"network error: {exc or type(exc).__name__}") from None
             except httpx.InvalidURL as exc:
                 raise FetchFailed("network", f"invalid URL: {exc}") from None
+            finally:
+                result.elapsed += time.perf_counter() - hop_started
 
     async def _request(self, url: str, headers: dict[str, str], limit: int, result: FetchResult) -> str | None:
         assert self._client is not None, "use Fetcher as an async context manager"
@@ -179,8 +180,10 @@ class Fetcher:
             result.status = resp.status_code
             result.headers = {k.lower(): v for k, v in resp.headers.items()}
             if resp.status_code in REDIRECTS and "location" in resp.headers:
+                await _drain(resp)
                 return resp.headers["location"]
             if resp.status_code == 304:
+                await _drain(resp)
                 return None
             if resp.status_code >= 400:
                 raise FetchFailed(
@@ -191,6 +194,15 @@ class Fetcher:
                 )
             result.body = await _read_capped(resp, limit)
             return None
+
+
+async def _drain(resp: httpx.Response, limit: int = 64 * 1024) -> None:
+    """Read a small body to its end so the connection goes back to the pool instead of closing."""
+    read = 0
+    async for chunk in resp.aiter_raw():
+        read += len(chunk)
+        if read > limit:
+            return
 
 
 async def _read_capped(resp: httpx.Response, limit: int) -> bytes:
