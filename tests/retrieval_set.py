@@ -46,11 +46,16 @@ class Collection:
 
 
 COLLECTIONS = (
-    Collection("podcasts/transcripts-twiml-whisper/", "corpus://twiml", "podcast", "TWIML AI Podcast (Whisper transcripts)"),
-    Collection("summarization/summedits/summedits_news.json", "corpus://summedits-news", "feed", "SummEdits news", "doc"),
-    Collection("summarization/summedits/summedits_podcast.json", "corpus://summedits-podcast", "podcast", "SummEdits podcast transcripts", "doc"),
-    Collection("summarization/qags-unieval/qags_cnndm.json", "corpus://qags-cnndm", "feed", "QAGS CNN/DailyMail", "source"),
-    Collection("summarization/qags-unieval/qags_xsum.json", "corpus://qags-xsum", "feed", "QAGS XSum (BBC)", "source"),
+    Collection("podcasts/transcripts-twiml-whisper/", "corpus://twiml", "podcast",
+               "TWIML AI Podcast (Whisper transcripts)"),
+    Collection("summarization/summedits/summedits_news.json", "corpus://summedits-news", "feed",
+               "SummEdits news", "doc"),
+    Collection("summarization/summedits/summedits_podcast.json", "corpus://summedits-podcast", "podcast",
+               "SummEdits podcast transcripts", "doc"),
+    Collection("summarization/qags-unieval/qags_cnndm.json", "corpus://qags-cnndm", "feed",
+               "QAGS CNN/DailyMail", "source"),
+    Collection("summarization/qags-unieval/qags_xsum.json", "corpus://qags-xsum", "feed",
+               "QAGS XSum (BBC)", "source"),
 )
 
 
@@ -60,7 +65,7 @@ class Document:
     kind: str  # item kind: article | episode
     title: str
     text: str
-    published: datetime
+    published: datetime  # synthetic, fixed per document (see "about" in the JSON)
     collection: Collection
     segments: list[Segment] = field(default_factory=list)
 
@@ -108,7 +113,8 @@ def collection_of(corpus_path: str) -> Collection:
     for collection in COLLECTIONS:
         if corpus_path.startswith(collection.path_prefix):
             return collection
-    raise RetrievalSetError(f"{corpus_path}: not in any known collection ({[c.path_prefix for c in COLLECTIONS]})")
+    known = ", ".join(c.path_prefix for c in COLLECTIONS)
+    raise RetrievalSetError(f"{corpus_path}: not in any known collection ({known})")
 
 
 def _load_document(corpus: Path, spec: dict) -> Document:
@@ -127,7 +133,9 @@ def _load_document(corpus: Path, spec: dict) -> Document:
 def _json_document(path: Path, text_field: str, wanted: str, key: str) -> str:
     text = _texts_by_doc_id(path, text_field).get(wanted)
     if text is None:
-        raise RetrievalSetError(f"{key}: no record in {path} has doc_id {wanted} (sha1 of the text's first 200 chars)")
+        raise RetrievalSetError(
+            f"{key}: no record in {path} has doc_id {wanted} (sha1 of the text's first {DOC_ID_PREFIX_CHARS} chars)"
+        )
     return text
 
 
@@ -163,7 +171,8 @@ def _source(session: Session, collection: Collection) -> Source:
 
 def _item_id(session: Session, source: Source, doc: Document) -> int:
     stable_key = sha256(doc.key)
-    existing = session.scalar(select(Item.id).where(Item.source_id == source.id, Item.stable_key == stable_key))
+    found = select(Item.id).where(Item.source_id == source.id, Item.stable_key == stable_key)
+    existing = session.scalar(found)
     if existing is not None:
         return existing
     item = _new_item(source, stable_key, doc)
