@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from embed.search import SearchHit  # a plain dataclass: numpy at most, no torch or faiss
 from store.settings import Settings
 
 MAX_QUERY_CHARS = 1000
@@ -37,29 +38,11 @@ class ModeName(StrEnum):
     keyword = "keyword"
 
 
-class Hit(BaseModel):
-    item_id: int
-    passage_id: int
-    title: str
-    url: str | None
-    source: str
-    source_id: int
-    published: datetime | None
-    kind: str
-    language: str | None
-    text: str
-    score: float
-    start: float | None = None
-    end: float | None = None
-    speaker: str | None = None
-    more_passages: int = 0
-
-
 class SearchResponse(BaseModel):
     query: str
     mode: str
     count: int
-    results: list[Hit]
+    results: list[SearchHit]
 
 
 class SegmentOut(BaseModel):
@@ -153,7 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
         filters = SearchFilters(since=_as_datetime(since), until=_as_datetime(until, end_of_day=True),
                                 source=source, kind=kind.value if kind else None, language=lang, topic=topic)
         hits = search(context, q, k=k, filters=filters, mode=mode.value)
-        return SearchResponse(query=q, mode=mode.value, count=len(hits), results=[Hit(**vars(h)) for h in hits])
+        return SearchResponse(query=q, mode=mode.value, count=len(hits), results=hits)
 
     @app.get("/items/{item_id}", response_model=ItemOut, dependencies=[Depends(require_key)])
     def item_endpoint(item_id: Annotated[int, FastPath(ge=1, le=MAX_ID)]) -> ItemOut:
