@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     from store.db import open_database
 
     sessions = open_database(settings.db_url)
-    context = search_context(settings, sessions)
+    context = search_context(settings, sessions, serving=True)
     app = FastAPI(title="briefcast", version="0.1.0",
                   description="Semantic search over the news, podcasts and threads briefcast has read.",
                   responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
@@ -155,6 +155,11 @@ def create_app(settings: Settings) -> FastAPI:
             )
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The uvicorn factory: each server process reads its settings once, here, at its edge."""
+    return create_app(Settings())
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -229,7 +229,8 @@ def recall_at_k(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean([len(set(t) & set(f)) / K for t, f in zip(truth.tolist(), found.tolist(), strict=True)]))
 
 
-def latency_pair(index: VectorIndex, queries: np.ndarray, limit: int, threads: int) -> tuple[float, float, int, float, float]:
+def latency_pair(index: VectorIndex, queries: np.ndarray, limit: int,
+                 threads: int) -> tuple[float, float, int, float, float]:
     """p50, p99 and count at `threads` OpenMP threads, then p50, p99 at one thread."""
     default = single_query_latencies(index, queries, limit, threads)
     single = single_query_latencies(index, queries, limit, 1)
@@ -270,7 +271,8 @@ def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str
 
 _FUNCTION_WORDS = ("the of and to a in is that for it on was with as at by be this from are or an have not "
                    "but they his which we has their you will were said its been more than who about").split()
-_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + ["ch" + v for v in "aeiou"] + ["st" + v for v in "aeio"]
+_SYLLABLES = ([c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+              + ["ch" + v for v in "aeiou"] + ["st" + v for v in "aeio"])
 
 
 def vocabulary(size: int, seed: int = 7) -> list[str]:
@@ -323,7 +325,8 @@ def populate(engine: Engine, n: int, corpus: Corpus, model_id: str) -> float:
     started = time.perf_counter()
     epoch = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
-        conn.execute(insert(Source), [{"id": 1, "url": "http://127.0.0.1/bench.xml", "title": "bench", "topic": "news"}])
+        conn.execute(insert(Source), [{"id": 1, "url": f"http://{LOOPBACK}/bench.xml", "title": "bench",
+                                       "topic": "news"}])
     items = -(-n // PASSAGES_PER_ITEM)
     for start in range(0, items, INSERT_BATCH):
         rows = [{"id": i, "source_id": 1, "stable_key": f"{i:064x}", "url": f"http://127.0.0.1/item/{i}",
@@ -383,7 +386,8 @@ def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str]
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"briefcast serve did not answer /health within 120 s: {log_path.read_text()[-2000:]}")
+                raise RuntimeError("briefcast serve did not answer /health within 120 s: "
+                                   + log_path.read_text()[-2000:])
             time.sleep(0.2)
         yield base, server.pid
     finally:
@@ -450,8 +454,8 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     p50, p99 = percentiles_ms(latencies)
-    return LoadRow(n, server, load, mode, concurrency, len(latencies) + sum(errors.values()), len(latencies), wall, p50, p99,
-                   max(latencies, default=0.0) * 1000, errors, empty)
+    return LoadRow(n, server, load, mode, concurrency, len(latencies) + sum(errors.values()), len(latencies), wall,
+                   p50, p99, max(latencies, default=0.0) * 1000, errors, empty)
 
 
 def warm_up(base: str, key: str, queries: list[str]) -> float:
@@ -516,8 +520,10 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
         return encoder
 
     original_search, original_make_encoder = search_module.search, runtime.make_encoder
-    patched = {(search_module, "vector_ranking"): "vector ranking", (search_module, "keyword_ranking"): "keyword SQL (FTS5 bm25)",
-               (search_module, "_group_by_item"): "group-by-item SQL", (search_module, "_hydrate"): "hydrate SQL + objects",
+    patched = {(search_module, "vector_ranking"): "vector ranking",
+               (search_module, "keyword_ranking"): "keyword SQL (FTS5 bm25)",
+               (search_module, "_group_by_item"): "group-by-item SQL",
+               (search_module, "_hydrate"): "hydrate SQL + objects",
                (VectorIndex, "search"): "FAISS search"}
     originals = {target: getattr(*target) for target in patched}
     try:
@@ -589,8 +595,8 @@ def measure_stages(settings: Settings, key: str, queries: list[str], count: int,
                 for name, seconds in timings.items():
                     stages[name].append(seconds)
                 if "vector ranking" in timings:
-                    stages["  rest of vector ranking"].append(
-                        timings["vector ranking"] - timings.get("query embedding", 0.0) - timings.get("FAISS search", 0.0))
+                    inner = timings.get("query embedding", 0.0) + timings.get("FAISS search", 0.0)
+                    stages["  rest of vector ranking"].append(timings["vector ranking"] - inner)
                 stages["outside search(): auth, FastAPI, JSON"].append(total - timings["search()"])
             figures.append(StageFigures(n, mode, len(totals), {name: summarise(v) for name, v in stages.items()}))
     auth = summarise(auth_seconds(settings, key, count))

@@ -118,6 +118,7 @@ def embed_pending(
     batch: int = 64,
     rebuild: bool = False,
     index_kind: str = "auto",
+    nprobe: int = 16,
     progress: Progress | None = None,
 ) -> EmbedReport:
     """Split changed items, drop vectors of deleted passages, embed what is not yet embedded."""
@@ -145,7 +146,7 @@ def embed_pending(
                 store.commit(index)
                 _mark_embedded(sessions, uncommitted, encoder.model_id)
                 uncommitted = []
-        index = _maybe_grow_into_ivf(index, index_kind)
+        index = _maybe_grow_into_ivf(index, index_kind, nprobe)
         store.commit(index)
         _mark_embedded(sessions, uncommitted, encoder.model_id)
         report.passages_embedded = done
@@ -160,8 +161,8 @@ def _drop_deleted(index: VectorIndex, live: set[int]) -> int:
     return index.remove(stale)
 
 
-def _maybe_grow_into_ivf(index: VectorIndex, setting: str) -> VectorIndex:
+def _maybe_grow_into_ivf(index: VectorIndex, setting: str, nprobe: int) -> VectorIndex:
     wanted = choose_kind(index.count, setting)
     if wanted == index.kind:
         return index
-    return index.rebuilt_as(wanted)
+    return index.rebuilt_as(wanted, nprobe=nprobe)

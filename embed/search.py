@@ -20,7 +20,8 @@ MODES = ("hybrid", "vector", "keyword")
 _STOPWORDS = frozenset(
     "a an and are as at be but by did do does for from had has have how i in is it its of on or say said "
     "says that the their them they this to was were what when where which who why will with about into "
-    "than then there these those our we you your".split()
+    "than then there these those our we you your his her he she not been more so if can would could "
+    "should also just all any some one very there's it's".split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -162,11 +162,11 @@ def test_real_server_refuses_a_10_mb_query_and_answers_the_next(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {
         "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
         "BRIEFCAST_ENCODER": "fake", "BRIEFCAST_CONFIG": str(tmp_path / "none.toml")}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port)],
+    server = subprocess.Popen([str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port), "--workers", "2"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(300):
             try:
                 httpx.get(base + "/health", timeout=1)
                 break

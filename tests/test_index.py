@@ -147,3 +147,9 @@ def test_ids_and_vectors_survive_removal_and_a_rebuild(kind, tmp_path):
     assert found[0, 0] == 110
     grown = index.rebuilt_as("ivf" if kind == "flat" else "flat")
     assert sorted(grown.ids()) == sorted(ids.tolist())
+
+
+def test_reader_applies_nprobe_on_every_load(tmp_path):
+    store = IndexStore(tmp_path)
+    store.commit(VectorIndex.build("m", np.arange(3000), vectors(3000, seed=5), kind="ivf", nprobe=16))
+    assert IndexReader(store, nprobe=64).current().index.nprobe == 64

@@ -29,7 +29,7 @@ def _run(ctx: typer.Context, rebuild: bool) -> None:
             progress.update(task, completed=done, total=total, rate=done / elapsed)
 
         report = embed_pending(app.sessions(), encoder, store, batch=settings.embed_batch, rebuild=rebuild,
-                               index_kind=settings.index_kind, progress=advance)
+                               index_kind=settings.index_kind, nprobe=settings.nprobe, progress=advance)
     rate = report.passages_embedded / report.seconds if report.seconds else 0.0
     app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "

@@ -13,11 +13,12 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
     """Run the HTTP API (uvicorn)."""
     import uvicorn
 
-    from api.app import create_app
-
     settings = ctx.obj.settings
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                workers=workers, log_level="info", h11_max_incomplete_event_size=16 * 1024)
+    # Each worker process builds its own app from the same environment (uvicorn needs an import
+    # string for more than one worker).
+    uvicorn.run("api.app:app_from_environment", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, workers=workers, log_level="info",
+                h11_max_incomplete_event_size=16 * 1024)
 
 
 @apikey_app.command("create")
