@@ -26,3 +26,5 @@ $(STAMP): pyproject.toml Makefile
 
 clean-data:
 	rm -rf data
+
+include Makefile.onnx
