@@ -42,7 +42,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -52,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fastfeedparser
-import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,7 +58,7 @@ from ingest.localserver import TYPES, LocalServer
 from ingest.parse import NotAFeedError, parse_feed, run_feedparser
 from ingest.refresh import RefreshReport, Refresher, refresh
 from store import repo
-from store.db import open_database
+from store.db import open_database, scratch_postgres_database
 from store.models import Item
 from store.settings import Settings
 from tests.conftest import CORPUS, PG_ADMIN_URL, corpus_headers  # one definition of how the corpus is served
@@ -167,16 +165,8 @@ def bench_database(kind: str, workdir: Path, admin_url: str) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'bench.db'}"
         return
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = "briefcast_bench_" + uuid.uuid4().hex[:12]
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_database(admin_url, "briefcast_bench") as url:
+        yield url
 
 
 def register_sources(sessions: sessionmaker[Session], urls: list[str]) -> None:

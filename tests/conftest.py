@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ingest.localserver import LocalServer
-from store.db import open_database
+from store.db import open_database, scratch_postgres_database
 from store.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,20 +64,11 @@ def _postgres_database() -> Iterator[str]:
     """A fresh database on the real PostgreSQL for one test, dropped afterwards."""
     import sqlalchemy as sa
 
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = "briefcast_t_" + uuid.uuid4().hex[:12]
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        with scratch_postgres_database(PG_ADMIN_URL, "briefcast_t") as url:
+            yield url
     except sa.exc.OperationalError as exc:
-        admin.dispose()
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.orig}")
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
