@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 TORCH_VERSION := 2.13.0
 
-.PHONY: run test install clean-data lint
+.PHONY: run test install clean-data
 
 run: $(STAMP)
 	$(BIN)/briefcast run
