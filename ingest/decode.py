@@ -52,6 +52,20 @@ class BoundedDecoder:
             return self._zlib.decompress(data, room + 1)
 
 
+class ChainedDecoder:
+    """`Content-Encoding: br, gzip` was applied left to right: undo it right to left, every
+    stage bounded by the same cap."""
+
+    def __init__(self, encodings: str, limit: int) -> None:
+        codings = [c.strip() for c in encodings.split(",") if c.strip()]
+        self._stages = [BoundedDecoder(c, limit) for c in reversed(codings)] or [BoundedDecoder("", limit)]
+
+    def feed(self, data: bytes) -> bytes:
+        for stage in self._stages:
+            data = stage.feed(data)
+        return data
+
+
 def gunzip_bounded(body: bytes, limit: int) -> bytes:
     """A body that is itself a gzip file (served without Content-Encoding): unpack, bounded."""
     decoder = BoundedDecoder("gzip", limit)

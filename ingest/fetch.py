@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import brotli
 import httpx
 
-from ingest.decode import GZIP_MAGIC, BoundedDecoder, TooLargeError, gunzip_bounded
+from ingest.decode import GZIP_MAGIC, ChainedDecoder, TooLargeError, gunzip_bounded
 from ingest.ssrf import BlockedAddressError, guarded_transport, parse_networks
 from store.settings import Settings
 
@@ -211,7 +211,7 @@ async def _read_capped(resp: httpx.Response, limit: int) -> bytes:
     if declared and declared.isdigit() and not encoding and int(declared) > limit:
         raise FetchFailed("too_large", f"response of {int(declared):,} bytes exceeds the {limit:,}-byte cap")
     try:
-        decoder = BoundedDecoder(encoding, limit)
+        decoder = ChainedDecoder(encoding, limit)
     except ValueError as exc:
         raise FetchFailed("network", str(exc)) from None
     chunks: list[bytes] = []

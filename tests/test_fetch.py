@@ -171,3 +171,13 @@ def test_user_agent_is_honest(cfg):
     with LocalServer(None, routes={"/ua": echo}) as server:
         fetch(cfg, server.url("/ua"))
     assert seen["ua"].startswith("briefcast/")
+
+
+def test_stacked_content_encodings_are_undone_in_reverse(cfg):
+    import brotli
+
+    body = hostile.gzip.compress(brotli.compress(FEED))
+    route = lambda h: hostile.send(h, 200, body, Content_Type="application/rss+xml", Content_Encoding="br, gzip")  # noqa: E731
+    with LocalServer(None, routes={"/two": route}) as server:
+        result = fetch(cfg, server.url("/two"))
+    assert result.ok and result.body == FEED
