@@ -6,7 +6,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
-def _run(ctx: typer.Context, rebuild: bool) -> None:
+def run_embed(ctx: typer.Context, rebuild: bool):
+    """Embed pending passages; returns the encoder so a caller can search without loading it again."""
     from embed.pipeline import embed_pending
     from embed.runtime import index_store, make_encoder
 
@@ -35,13 +36,14 @@ def _run(ctx: typer.Context, rebuild: bool) -> None:
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
                   f"index: {report.index_count} vectors ({report.index_kind}, {encoder.model_id})"
                   + (" [rebuilt]" if report.rebuilt else ""))
+    return encoder
 
 
 def embed(ctx: typer.Context) -> None:
     """Split new or changed items into passages and add their vectors to the index."""
-    _run(ctx, rebuild=False)
+    run_embed(ctx, rebuild=False)
 
 
 def reindex(ctx: typer.Context) -> None:
     """Re-embed every passage with the configured encoder and rebuild the index."""
-    _run(ctx, rebuild=True)
+    run_embed(ctx, rebuild=True)

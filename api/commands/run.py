@@ -61,12 +61,14 @@ DEMO_QUERY = "How are Chinese open-weight models changing the balance with US cl
 
 def _embed_and_show(ctx: typer.Context, sessions) -> None:
     """Index what was stored and answer one question from it, to show the search works."""
-    from api.commands.embed import embed
+    from api.commands.embed import run_embed
     from embed.runtime import search_context
     from embed.search import search
 
-    embed(ctx)
-    hits = search(search_context(ctx.obj.settings, sessions), DEMO_QUERY, k=3)
+    encoder = run_embed(ctx, rebuild=False)
+    context = search_context(ctx.obj.settings, sessions)
+    context.encoder_factory = lambda: encoder  # loaded once for embedding; MiniLM takes ~10 s
+    hits = search(context, DEMO_QUERY, k=3)
     ctx.obj.out.print(f"\n[bold]Search[/]: {DEMO_QUERY}")
     for n, hit in enumerate(hits, 1):
         ctx.obj.out.print(f"  {n}. {hit.title} — {hit.source} ({hit.kind})\n     {hit.text[:160]}…")
