@@ -232,8 +232,21 @@ class IndexReader:
         self.threads = threads  # a server answers many small queries: 1 thread each is fastest
         self._meta: IndexMeta | None = None
         self._index: VectorIndex | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    def _pointer_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.store.dir / POINTER).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns  # a commit renames a new file into place: both change
 
     def current(self) -> VectorIndex | None:
+        """Per query on the hot path: a stat() when nothing changed, a reload when a writer committed."""
+        stamp = self._pointer_stamp()
+        if stamp is not None and stamp == self._stamp:
+            return self._index
+        self._stamp = stamp
         for _attempt in range(3):
             meta = self.store.meta()
             if meta == self._meta:
@@ -248,6 +261,7 @@ class IndexReader:
                     _faiss().omp_set_num_threads(self.threads)
             self._meta = meta
             return self._index
+        self._stamp = None  # could not load the new version: try again on the next query
         return self._index
 
 
