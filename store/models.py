@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models: sources, fetch attempts, items, transcript segments, tombstones."""
+"""SQLAlchemy 2 models: sources, fetch attempts, items, transcript segments, tombstones, passages,
+API keys; stories, scores, summaries, model calls, briefs, subscribers and deliveries."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -216,3 +219,160 @@ class Tombstone(Base):
     canonical_url: Mapped[str | None] = mapped_column(SafeString(2048))
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     reason: Mapped[str | None] = mapped_column(SafeText())
+
+
+# --- digest: stories, scores, summaries, briefs, deliveries (issues 4 and 5) ------------------
+
+
+class Story(Base):
+    """Items from any sources, kinds and languages that tell the same story."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(SafeText(), default="")
+    lead_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"))
+    first_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Distinct independent publishers: syndicated copies and reposts of one source count once.
+    corroboration: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str | None] = mapped_column(SafeString(64))  # of its members' content: the summary cache key
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32, normalised: new items join by similarity
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    members: Mapped[list[StoryItem]] = relationship(back_populates="story", cascade="all, delete-orphan")
+
+
+class StoryItem(Base):
+    __tablename__ = "story_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), unique=True)
+    similarity: Mapped[float] = mapped_column(Float, default=1.0)  # to the story when it joined
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"))  # near-duplicate copy
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    story: Mapped[Story] = relationship(back_populates="members", foreign_keys=[story_id])
+
+
+class StoryScore(Base):
+    """One story's ranking for a topic on a day, with every part kept for `briefcast explain`."""
+
+    __tablename__ = "story_scores"
+    __table_args__ = (UniqueConstraint("story_id", "topic", "day", name="uq_story_scores_story_topic_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    topic: Mapped[str] = mapped_column(SafeString(128))
+    day: Mapped[str] = mapped_column(SafeString(10))  # YYYY-MM-DD in the topic's time zone
+    relevance: Mapped[float] = mapped_column(Float, default=0.0)
+    corroboration: Mapped[float] = mapped_column(Float, default=0.0)
+    novelty: Mapped[float] = mapped_column(Float, default=0.0)
+    recency: Mapped[float] = mapped_column(Float, default=0.0)
+    source_weight: Mapped[float] = mapped_column(Float, default=0.0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    rank: Mapped[int | None] = mapped_column(Integer)  # after diversification; None: not selected
+    details: Mapped[dict | None] = mapped_column(JSON)  # the inputs behind each part
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Summary(Base):
+    """A generated output (insight card, story brief, podcast insights), cached by content hash."""
+
+    __tablename__ = "summaries"
+    __table_args__ = (UniqueConstraint("kind", "content_hash", "backend", "model", "persona",
+                                       name="uq_summaries_kind_hash_backend_model_persona"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(SafeString(32))  # card | story_brief | podcast_insights
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    content_hash: Mapped[str] = mapped_column(SafeString(64))
+    backend: Mapped[str] = mapped_column(SafeString(32))
+    model: Mapped[str] = mapped_column(SafeString(256), default="")
+    persona: Mapped[str] = mapped_column(SafeString(128), default="")
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ModelCall(Base):
+    """Every generative model call: what was asked (by hash), of whom, at what cost, with what outcome."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    backend: Mapped[str] = mapped_column(SafeString(32))
+    model: Mapped[str] = mapped_column(SafeString(256), default="")
+    purpose: Mapped[str] = mapped_column(SafeString(64), default="")  # card | story_brief | judge | ...
+    prompt_hash: Mapped[str] = mapped_column(SafeString(64))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    outcome: Mapped[str] = mapped_column(SafeString(16))  # ok | invalid | retried | error | fallback
+    error: Mapped[str | None] = mapped_column(SafeText())
+
+
+class Brief(Base):
+    """A topic's brief for a day, as rendered from; built once, sent from this copy."""
+
+    __tablename__ = "briefs"
+    __table_args__ = (UniqueConstraint("topic", "day", name="uq_briefs_topic_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(SafeString(128))
+    day: Mapped[str] = mapped_column(SafeString(10))
+    payload: Mapped[dict] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(SafeString(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BriefStory(Base):
+    """Which stories a brief carried: an earlier brief's story is no longer novel."""
+
+    __tablename__ = "brief_stories"
+    __table_args__ = (UniqueConstraint("brief_id", "story_id", name="uq_brief_stories_brief_story"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    brief_id: Mapped[int] = mapped_column(ForeignKey("briefs.id", ondelete="CASCADE"), index=True)
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(SafeString(320), unique=True)
+    name: Mapped[str | None] = mapped_column(SafeString(256))
+    persona: Mapped[str | None] = mapped_column(SafeString(128))
+    timezone: Mapped[str] = mapped_column(SafeString(64), default="UTC")
+    topics: Mapped[list] = mapped_column(JSON, default=list)
+    unsubscribe_token: Mapped[str] = mapped_column(SafeString(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Delivery(Base):
+    """Exactly once: claimed (unique idempotency key) before sending, completed after."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(SafeString(64), unique=True)
+    channel: Mapped[str] = mapped_column(SafeString(16))  # email | slack
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"), index=True)
+    target: Mapped[str] = mapped_column(SafeString(320))  # an address or a Slack channel
+    topic: Mapped[str] = mapped_column(SafeString(128))
+    day: Mapped[str] = mapped_column(SafeString(10))
+    brief_id: Mapped[int | None] = mapped_column(ForeignKey("briefs.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(SafeString(16), default="claimed")  # claimed | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(SafeString(256))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    message_id: Mapped[str | None] = mapped_column(SafeString(512))  # Message-ID / Slack ts: lets a retry check
+    error: Mapped[str | None] = mapped_column(SafeText())

@@ -1,0 +1,1 @@
+"""Summaries from open local models: a `Summarizer` interface, its backends, and grounding."""

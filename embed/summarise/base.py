@@ -1,0 +1,78 @@
+"""The `Summarizer` interface and its registry (like embed.encoder's): backends register by name.
+
+A backend gets a story's passages (already chosen: the stories that can reach a brief) and
+returns typed outputs whose every sentence cites passage ids. Grounding is checked after, by
+embed.summarise.grounding, whatever the backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from embed.summarise.outputs import InsightCard, PodcastInsight, SourceRef, StoryBrief
+
+_REGISTRY: dict[str, Callable[..., Summarizer]] = {}
+
+
+class SummarizerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PassageText:
+    passage_id: int
+    item_id: int
+    text: str
+    start: float | None = None
+    end: float | None = None
+    speaker: str | None = None
+
+
+@dataclass
+class StoryInput:
+    """One story as a summariser sees it: its sources and their passages, most central first."""
+
+    story_id: int
+    title: str
+    topic: str
+    sources: list[SourceRef]
+    passages: list[PassageText]
+    topic_terms: list[str] = field(default_factory=list)  # the topic's keywords, to steer selection
+
+    def source_of(self, item_id: int) -> SourceRef | None:
+        return next((s for s in self.sources if s.item_id == item_id), None)
+
+
+class Summarizer(ABC):
+    name: str  # the backend: extractive | openai | llamacpp | fake
+    model: str = ""  # the model it runs, recorded with every output and model call
+
+    @abstractmethod
+    def insight_card(self, story: StoryInput, persona: str) -> InsightCard:
+        """Seed 000: summary, takeaway for the persona, insights, principles, in practice, topics..."""
+
+    @abstractmethod
+    def story_brief(self, story: StoryInput) -> StoryBrief:
+        """Seed 001: the story from several sources with [n] citations and a glossary."""
+
+    @abstractmethod
+    def podcast_insights(self, episode: StoryInput, limit: int = 3) -> list[PodcastInsight]:
+        """Seed 002: an episode's strongest insights, each citing its passage (with timestamps)."""
+
+
+def register(name: str) -> Callable[[Callable[..., Summarizer]], Callable[..., Summarizer]]:
+    def decorate(factory: Callable[..., Summarizer]) -> Callable[..., Summarizer]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def get_summarizer(name: str, **options) -> Summarizer:
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise SummarizerError(f"unknown summarizer {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return factory(**options)
