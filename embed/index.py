@@ -1,10 +1,17 @@
-"""The FAISS passage index: IndexIDMap2 over inner product on normalised vectors.
+"""The passage index: FAISS vectors (IndexIDMap2 / IVF over inner product on normalised vectors)
+and the tantivy keyword index over the same passage ids, versioned together.
 
-On disk: `<dir>/current.json` names the live index file, its model id, dimension and version.
-A writer (one at a time, under a file lock) writes a new `passages-<version>.faiss`, fsyncs it,
-then atomically replaces `current.json`: that rename is the commit. A writer killed at any
-moment leaves the previous version live and complete. Readers compare the version in
-`current.json` with the one they hold and reload when it changed.
+On disk, in the index directory:
+  current.json          names the live version: its FAISS file, its keyword directory, model id,
+                        dimension, kind, count, version
+  passages-<v>.faiss    the vectors of version v
+  keywords-<v>/         the keyword index of version v (hard links, see embed/keyword.py)
+  writer-keywords/      the writer's tantivy working copy, rebuilt from the live version each session
+
+A writer (one at a time, under a file lock) writes a new FAISS file and a new keyword directory,
+fsyncs both, then atomically replaces `current.json`: that rename is the one commit point for
+both. A writer killed at any moment leaves the previous version live, complete and consistent.
+Readers compare `current.json` with what they hold and reload both halves when it changed.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +30,11 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from embed.keyword import KeywordSearcher, KeywordWriter
+
 FLAT_LIMIT = 200_000  # beyond this many vectors an IVF index pays for its training time
 POINTER = "current.json"
+KEYWORD_WORK = "writer-keywords"
 
 
 class IndexMismatchError(RuntimeError):
@@ -38,6 +49,7 @@ class IndexMeta:
     kind: str  # flat | ivf
     count: int
     version: str
+    keywords: str | None = None  # the keyword directory of this version; None: written before it existed
 
 
 def _faiss():
@@ -152,6 +164,67 @@ class VectorIndex:
             self.index.nprobe = nprobe
 
 
+class PassageIndex:
+    """The version a writer is building: vectors and keywords for the same passage ids.
+
+    `add` and `remove` change both halves together, so they cannot drift apart; `vectors` may be
+    replaced whole (a Flat index grown into IVF) since it holds the same ids.
+    """
+
+    def __init__(self, vectors: VectorIndex, keywords: KeywordWriter) -> None:
+        self._vectors, self.keywords = vectors, keywords
+        self._vectors_changed = False
+
+    @property
+    def vectors(self) -> VectorIndex:
+        return self._vectors
+
+    @vectors.setter
+    def vectors(self, rebuilt: VectorIndex) -> None:
+        self._vectors, self._vectors_changed = rebuilt, True
+
+    @property
+    def changed(self) -> bool:
+        """Anything not yet committed, in either half."""
+        return self._vectors_changed or self.keywords.pending
+
+    def committed(self) -> None:
+        self._vectors_changed = False
+
+    @property
+    def model_id(self) -> str:
+        return self.vectors.model_id
+
+    @property
+    def count(self) -> int:
+        return self.vectors.count
+
+    def ids(self) -> list[int]:
+        return self.vectors.ids()
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, texts: list[str]) -> None:
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+        if len(ids) == 0:
+            return
+        self.vectors.add(ids, vectors)
+        self.keywords.add([int(i) for i in ids], texts)
+        self._vectors_changed = True
+
+    def remove(self, ids) -> int:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        self.keywords.remove(ids)
+        self._vectors_changed = True
+        return self.vectors.remove(ids)
+
+    def keywords_in_sync(self) -> bool:
+        """False when the keyword half does not hold what the vector half holds (an index written
+        before keywords were versioned with it): the caller re-adds the texts."""
+        return self.keywords.count == self.vectors.count
+
+
 class IndexStore:
     """The index directory: one writer at a time, atomic commits, readers that reload."""
 
@@ -175,6 +248,13 @@ class IndexStore:
         index = faiss.read_index(str(self.dir / meta.file))
         return VectorIndex(index, meta.model_id, meta.dim, meta.kind)
 
+    def keyword_dir(self, meta: IndexMeta | None) -> Path | None:
+        return self.dir / meta.keywords if meta is not None and meta.keywords else None
+
+    def load_keywords(self, meta: IndexMeta | None = None) -> KeywordSearcher | None:
+        path = self.keyword_dir(meta or self.meta())
+        return KeywordSearcher(path) if path is not None else None
+
     def reset(self) -> None:
         """Forget the live index (a new model): the next writer starts empty."""
         with self._lock.acquire(timeout=600):
@@ -182,56 +262,80 @@ class IndexStore:
             self._collect_garbage(keep=set())
 
     @contextmanager
-    def writer(self, model_id: str, dim: int, timeout: float = 600) -> Iterator[VectorIndex]:
-        """Yields the current index (or an empty one for this model) and commits it on success.
+    def writer(self, model_id: str, dim: int, timeout: float = 600) -> Iterator[PassageIndex]:
+        """Yields the live version (or an empty one for this model) and commits it on success.
 
-        Only one writer holds the lock; an exception inside discards every change.
+        Only one writer holds the lock; an exception inside discards every change, in both halves.
         """
         with self._lock.acquire(timeout=timeout):
             self._last = self.meta()
             current = self.load(self._last)
             if current is not None and current.model_id != model_id:
                 raise IndexMismatchError(f"index was built with {current.model_id}, not {model_id}: run `briefcast reindex`")
-            index = current or VectorIndex.empty(model_id, dim)
-            yield index
-            self.commit(index)
+            keywords = KeywordWriter(self.dir / KEYWORD_WORK, self.keyword_dir(self._last))
+            live = PassageIndex(current or VectorIndex.empty(model_id, dim), keywords)
+            try:
+                yield live
+                if live.changed or self._last is None:
+                    self.commit(live)
+            finally:
+                keywords.close()
 
-    def commit(self, index: VectorIndex) -> IndexMeta:
-        """Write a new version and flip the pointer; call with the writer lock held."""
+    def commit(self, live: PassageIndex) -> IndexMeta:
+        """Write a new version of both halves and flip the pointer; only inside `writer()`."""
+        if not self._lock.is_locked:
+            raise RuntimeError("IndexStore.commit outside a writer session")
         faiss = _faiss()
+        index = live.vectors
         version = f"{time.time_ns():x}-{uuid.uuid4().hex[:6]}"
-        name = f"passages-{version}.faiss"
+        name, keywords = f"passages-{version}.faiss", f"keywords-{version}"
+        live.keywords.snapshot(self.dir / keywords)
         tmp = self.dir / (name + ".tmp")
         faiss.write_index(index.index, str(tmp))
         _fsync(tmp)
         os.replace(tmp, self.dir / name)
+        _fsync_dir(self.dir)  # both new names are durable before the pointer names them
         meta = IndexMeta(file=name, model_id=index.model_id, dim=index.dim, kind=index.kind,
-                         count=index.count, version=version)
+                         count=index.count, version=version, keywords=keywords)
         pointer_tmp = self.dir / (POINTER + ".tmp")
         pointer_tmp.write_text(json.dumps(asdict(meta)))
         _fsync(pointer_tmp)
         os.replace(pointer_tmp, self.dir / POINTER)  # the commit point
         _fsync_dir(self.dir)
-        self._collect_garbage(keep={name, previous.file} if (previous := self._last) else {name})
+        previous = self._last
+        self._collect_garbage(keep={name, keywords} | ({previous.file, previous.keywords} if previous else set()))
         self._last = meta
+        live.committed()
         return meta
 
-    def _collect_garbage(self, keep: set[str]) -> None:
+    def _collect_garbage(self, keep: set[str | None]) -> None:
         # The previous version stays one more round: a reader may have just read its name.
-        for path in self.dir.glob("passages-*.faiss*"):
-            if path.name not in keep:
+        for path in [*self.dir.glob("passages-*.faiss*"), *self.dir.glob("keywords-*")]:
+            if path.name in keep:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One committed version as a reader holds it: both halves from the same `current.json`."""
+
+    vectors: VectorIndex | None
+    keywords: KeywordSearcher | None
+
+
 class IndexReader:
-    """For API workers: the live index, reloaded when a writer committed a new version."""
+    """For API workers: the live version, reloaded when a writer committed a new one."""
 
     def __init__(self, store: IndexStore, nprobe: int = 16, threads: int | None = None) -> None:
         self.store = store
         self.nprobe = nprobe
         self.threads = threads  # a server answers many small queries: 1 thread each is fastest
         self._meta: IndexMeta | None = None
-        self._index: VectorIndex | None = None
+        self._snapshot = Snapshot(None, None)
         self._stamp: tuple[int, int] | None = None
 
     def _pointer_stamp(self) -> tuple[int, int] | None:
@@ -242,27 +346,35 @@ class IndexReader:
         return st.st_ino, st.st_mtime_ns  # a commit renames a new file into place: both change
 
     def current(self) -> VectorIndex | None:
+        return self.snapshot().vectors
+
+    def snapshot(self) -> Snapshot:
         """Per query on the hot path: a stat() when nothing changed, a reload when a writer committed."""
         stamp = self._pointer_stamp()
         if stamp is not None and stamp == self._stamp:
-            return self._index
+            return self._snapshot
         self._stamp = stamp
         for _attempt in range(3):
             meta = self.store.meta()
             if meta == self._meta:
-                return self._index
+                return self._snapshot
             try:
-                self._index = self.store.load(meta) if meta else None
-            except RuntimeError:  # faiss cannot open a file a second commit just removed: re-read
+                self._snapshot = self._load(meta)
+            except (RuntimeError, OSError, ValueError):  # a later commit removed this version: re-read
                 continue
-            if self._index is not None:
-                self._index.set_nprobe(self.nprobe)
-                if self.threads:
-                    _faiss().omp_set_num_threads(self.threads)
             self._meta = meta
-            return self._index
+            return self._snapshot
         self._stamp = None  # could not load the new version: try again on the next query
-        return self._index
+        return self._snapshot
+
+    def _load(self, meta: IndexMeta | None) -> Snapshot:
+        if meta is None:
+            return Snapshot(None, None)
+        index = self.store.load(meta)
+        index.set_nprobe(self.nprobe)
+        if self.threads:
+            _faiss().omp_set_num_threads(self.threads)
+        return Snapshot(index, self.store.load_keywords(meta))
 
 
 def _fsync(path: Path) -> None:

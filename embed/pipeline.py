@@ -1,8 +1,9 @@
-"""The embed stage: items -> passages -> vectors in the FAISS index.
+"""The embed stage: items -> passages -> vectors in the FAISS index and texts in the keyword index.
 
 Idempotent and restartable. Passages whose text did not change keep their id and their vector;
-only new or changed passages are embedded. The index is committed before the database marks
-passages as embedded, so a crash between the two costs a re-embed, never a missing vector.
+only new or changed passages are embedded. Both halves of the index change together and are
+committed before the database marks passages as embedded, so a crash between the two costs a
+re-embed, never a missing vector or keyword entry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from embed.encoder import Encoder
-from embed.index import IndexStore, VectorIndex, choose_kind
+from embed.index import IndexStore, PassageIndex, choose_kind
 from embed.passages import split_item
 from ingest.entry import Segment
 from store.models import Item, Passage
@@ -37,6 +38,7 @@ class EmbedReport:
     seconds: float = 0.0
     index_count: int = 0
     index_kind: str = ""
+    keywords_rebuilt: int = 0  # texts re-added because the keyword index did not match the vectors
 
 
 def split_pending(sessions: sessionmaker[Session], report: EmbedReport) -> None:
@@ -132,37 +134,56 @@ def embed_pending(
             session.execute(update(Passage).values(embedded_model=None))  # every vector is made again
         store.reset()
     total = _count_pending(sessions, encoder.model_id)
-    with store.writer(encoder.model_id, encoder.dim) as index:
-        report.passages_removed += _drop_deleted(index, _live_ids(sessions))
+    with store.writer(encoder.model_id, encoder.dim) as live:
+        if not live.keywords_in_sync():
+            report.keywords_rebuilt = _rebuild_keywords(sessions, live)
+        report.passages_removed += _drop_deleted(live, _live_ids(sessions))
         done, uncommitted = 0, []
         for rows in _pending_batches(sessions, encoder.model_id, batch):
             ids = np.array([r[0] for r in rows], dtype=np.int64)
-            index.add(ids, encoder.embed_batch([r[1] for r in rows]))
+            texts = [r[1] for r in rows]
+            live.add(ids, encoder.embed_batch(texts), texts)
             uncommitted.extend(ids.tolist())
             done += len(rows)
             if progress:
                 progress(done, total)
             if len(uncommitted) >= COMMIT_EVERY:
-                store.commit(index)
+                store.commit(live)
                 _mark_embedded(sessions, uncommitted, encoder.model_id)
                 uncommitted = []
-        index = _maybe_grow_into_ivf(index, index_kind, nprobe)
-        store.commit(index)
+        _maybe_grow_into_ivf(live, index_kind, nprobe)
+        store.commit(live)
         _mark_embedded(sessions, uncommitted, encoder.model_id)
         report.passages_embedded = done
-        report.index_count, report.index_kind = index.count, index.kind
+        report.index_count, report.index_kind = live.count, live.vectors.kind
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _drop_deleted(index: VectorIndex, live: set[int]) -> int:
-    """Vectors whose passage is gone (a tombstoned item, a rewritten paragraph) leave the index."""
-    stale = [i for i in index.ids() if i not in live]
-    return index.remove(stale)
+def _drop_deleted(live: PassageIndex, alive: set[int]) -> int:
+    """Passages that are gone (a tombstoned item, a rewritten paragraph) leave both halves."""
+    stale = [i for i in live.ids() if i not in alive]
+    return live.remove(stale)
 
 
-def _maybe_grow_into_ivf(index: VectorIndex, setting: str, nprobe: int) -> VectorIndex:
-    wanted = choose_kind(index.count, setting)
-    if wanted == index.kind:
-        return index
-    return index.rebuilt_as(wanted, nprobe=nprobe)
+def _rebuild_keywords(sessions, live: PassageIndex, page: int = 5000) -> int:
+    """Re-add the text of every passage the vectors hold (an index from before keywords were
+    versioned with it, or one whose halves disagree); returns how many."""
+    wanted, added, last_id = set(live.ids()), 0, 0
+    live.keywords.clear()
+    while True:
+        with sessions() as session:
+            rows = session.execute(select(Passage.id, Passage.text).where(Passage.id > last_id)
+                                   .order_by(Passage.id).limit(page)).all()
+        if not rows:
+            return added
+        last_id = rows[-1][0]
+        kept = [(pid, text) for pid, text in rows if pid in wanted]
+        live.keywords.add([pid for pid, _ in kept], [text for _, text in kept], replace=False)
+        added += len(kept)
+
+
+def _maybe_grow_into_ivf(live: PassageIndex, setting: str, nprobe: int) -> None:
+    wanted = choose_kind(live.count, setting)
+    if wanted != live.vectors.kind:
+        live.vectors = live.vectors.rebuilt_as(wanted, nprobe=nprobe)

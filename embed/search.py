@@ -1,5 +1,6 @@
-"""Hybrid retrieval: FAISS vectors + keyword search (SQLite FTS5 / PostgreSQL full text),
-fused with reciprocal rank fusion, filtered, and grouped so one item does not fill the page."""
+"""Hybrid retrieval: FAISS vectors + BM25 keyword search (tantivy, embed/keyword.py), both from
+the same index version, fused with reciprocal rank fusion, filtered, and grouped so one item does
+not fill the page. The database supplies only filters and the rows of the final hits."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
-from embed.index import IndexReader
+from embed.index import IndexReader, Snapshot
 from store.models import Item, Passage, Source
 
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of top ranks
@@ -107,8 +108,8 @@ def _apply_filters(ctx: SearchContext, ranked: list[int], filters: SearchFilters
     return [i for i in ranked if i in allowed][:depth]
 
 
-def vector_ranking(ctx: SearchContext, query: str, filters: SearchFilters, depth: int) -> list[int]:
-    index = ctx.reader.current()
+def vector_ranking(ctx: SearchContext, snap: Snapshot, query: str, filters: SearchFilters, depth: int) -> list[int]:
+    index = snap.vectors
     if index is None or index.count == 0:
         return []
     if index.model_id != ctx.encoder.model_id:
@@ -117,25 +118,16 @@ def vector_ranking(ctx: SearchContext, query: str, filters: SearchFilters, depth
     return _apply_filters(ctx, [int(i) for i in ids[0] if i >= 0], filters, depth)
 
 
-_SQLITE_KEYWORDS = text(
-    "SELECT rowid FROM passages_fts WHERE passages_fts MATCH :q ORDER BY bm25(passages_fts) LIMIT :n")
-_POSTGRES_KEYWORDS = text(
-    "SELECT id FROM passages WHERE tsv @@ to_tsquery('english', :q) "
-    "ORDER BY ts_rank_cd(tsv, to_tsquery('english', :q)) DESC, id LIMIT :n")
+def keyword_ranking(ctx: SearchContext, snap: Snapshot, query: str, filters: SearchFilters, depth: int) -> list[int]:
+    """BM25 over the query's words, any of them (OR), top `depth` only.
 
-
-def keyword_ranking(ctx: SearchContext, query: str, filters: SearchFilters, depth: int) -> list[int]:
-    """BM25 (FTS5) or ts_rank_cd (PostgreSQL) over the query's words, any of them (OR)."""
+    An index written before keywords were versioned with the vectors has no keyword half until
+    the next `briefcast embed` adds it: until then this ranking is empty and hybrid is vector-only.
+    """
     terms = keyword_terms(query)
-    if not terms:
+    if not terms or snap.keywords is None:
         return []
-    with ctx.sessions() as session:
-        if session.bind.dialect.name == "sqlite":
-            statement, q = _SQLITE_KEYWORDS, " OR ".join(f'"{t}"' for t in terms)
-        else:
-            statement, q = _POSTGRES_KEYWORDS, " | ".join(terms)
-        ranked = list(session.scalars(statement, {"q": q, "n": _deepen(depth, filters)}))
-    return _apply_filters(ctx, ranked, filters, depth)
+    return _apply_filters(ctx, snap.keywords.search(terms, _deepen(depth, filters)), filters, depth)
 
 
 def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
@@ -152,11 +144,12 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     filters = filters or SearchFilters()
     depth = max(100, 10 * k)
+    snap = ctx.reader.snapshot()  # one version for both rankings
     rankings = []
     if mode in ("hybrid", "vector"):
-        rankings.append(vector_ranking(ctx, query, filters, depth))
+        rankings.append(vector_ranking(ctx, snap, query, filters, depth))
     if mode in ("hybrid", "keyword"):
-        rankings.append(keyword_ranking(ctx, query, filters, depth))
+        rankings.append(keyword_ranking(ctx, snap, query, filters, depth))
     return _hydrate(ctx, _group_by_item(ctx, fuse(rankings)), k)
 
 

@@ -22,6 +22,10 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
     return normalise(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
 
 
+def texts(ids) -> list[str]:
+    return [f"passage number {i}" for i in ids]
+
+
 def test_search_finds_each_vector_by_its_id(tmp_path):
     data = vectors(100)
     index = VectorIndex.build("m", np.arange(1000, 1100), data)
@@ -56,30 +60,30 @@ def test_commit_is_atomic_and_readers_reload(tmp_path):
     reader = IndexReader(store)
     assert reader.current() is None
     with store.writer("m", DIM) as index:
-        index.add(np.arange(5), vectors(5))
+        index.add(np.arange(5), vectors(5), texts(range(5)))
     first = reader.current()
-    assert first.count == 5
+    assert first.count == 5 and reader.snapshot().keywords.count == 5
     assert reader.current() is first  # unchanged version: no reload
     with store.writer("m", DIM) as index:
-        index.add(np.arange(5, 8), vectors(3, seed=2))
-    assert reader.current().count == 8
-    assert len(list(tmp_path.glob("passages-*.faiss"))) <= 2
+        index.add(np.arange(5, 8), vectors(3, seed=2), texts(range(5, 8)))
+    assert reader.current().count == 8 and reader.snapshot().keywords.count == 8
+    assert len(list(tmp_path.glob("passages-*.faiss"))) <= 2 and len(list(tmp_path.glob("keywords-*"))) <= 2
 
 
 def test_failed_write_changes_nothing(tmp_path):
     store = IndexStore(tmp_path)
     with store.writer("m", DIM) as index:
-        index.add(np.arange(5), vectors(5))
+        index.add(np.arange(5), vectors(5), texts(range(5)))
     with pytest.raises(ZeroDivisionError), store.writer("m", DIM) as index:
-        index.add(np.arange(5, 50), vectors(45))
+        index.add(np.arange(5, 50), vectors(45), texts(range(5, 50)))
         raise ZeroDivisionError("a failure inside the writer")
-    assert store.load().count == 5
+    assert store.load().count == 5 and store.load_keywords().count == 5
 
 
 def test_another_model_refuses_to_write_into_the_index(tmp_path):
     store = IndexStore(tmp_path)
     with store.writer("model-a", DIM) as index:
-        index.add(np.arange(3), vectors(3))
+        index.add(np.arange(3), vectors(3), texts(range(3)))
     with pytest.raises(IndexMismatchError, match="briefcast reindex"), store.writer("model-b", DIM):
         pass
 
@@ -100,7 +104,8 @@ batch = 0
 while True:
     with store.writer("m", 64) as index:
         ids = np.arange(batch * 20000, (batch + 1) * 20000)
-        index.add(ids, normalise(rng.standard_normal((20000, 64)).astype(np.float32)))
+        index.add(ids, normalise(rng.standard_normal((20000, 64)).astype(np.float32)),
+                  [f"passage {i} of batch {batch}" for i in ids])
     print(batch, flush=True)
     batch += 1
 """
@@ -109,7 +114,7 @@ while True:
 @pytest.mark.slow
 def test_writer_killed_mid_write_never_corrupts_the_index(tmp_path):
     """SIGKILL the writer at varied moments; every time, the live index loads and holds a whole
-    number of committed batches."""
+    number of committed batches, in the vectors and in the keyword index alike."""
     store = IndexStore(tmp_path)
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     kills = 0
@@ -124,6 +129,7 @@ def test_writer_killed_mid_write_never_corrupts_the_index(tmp_path):
             continue  # killed before the first commit: nothing live, nothing corrupt
         index = store.load()
         assert index.count == meta.count and index.count % 20000 == 0
+        assert store.load_keywords(meta).count == meta.count
         # The next writer must be able to take over after a kill (the lock died with the process).
         with store.writer("m", 64) as live:
             assert live.count == meta.count
@@ -140,7 +146,8 @@ def test_ids_and_vectors_survive_removal_and_a_rebuild(kind, tmp_path):
     by_id = dict(zip(ids.tolist(), vecs, strict=True))
     assert np.allclose(by_id[12], data[2], atol=1e-6)
     store = IndexStore(tmp_path)
-    store.commit(index)
+    with store.writer("m", DIM) as live:
+        live.vectors = index
     loaded = store.load()
     assert loaded.kind == kind and sorted(loaded.ids()) == sorted(ids.tolist())
     _, found = loaded.search(data[100:101], k=1)
@@ -151,5 +158,6 @@ def test_ids_and_vectors_survive_removal_and_a_rebuild(kind, tmp_path):
 
 def test_reader_applies_nprobe_on_every_load(tmp_path):
     store = IndexStore(tmp_path)
-    store.commit(VectorIndex.build("m", np.arange(3000), vectors(3000, seed=5), kind="ivf", nprobe=16))
+    with store.writer("m", DIM) as live:
+        live.vectors = VectorIndex.build("m", np.arange(3000), vectors(3000, seed=5), kind="ivf", nprobe=16)
     assert IndexReader(store, nprobe=64).current().index.nprobe == 64

@@ -1,0 +1,194 @@
+"""The keyword index: BM25 over passage texts with tantivy, beside the FAISS index.
+
+Why tantivy and not the database's full text: SQLite FTS5 (`ORDER BY bm25 LIMIT k`) and
+PostgreSQL (`ORDER BY ts_rank_cd LIMIT k`) both score every row that matches any query word
+before the LIMIT; at 1M passages that was 92 ms a query. tantivy stops at the top k (block-max
+WAND) and is one engine for both databases, versioned in the same commit as the vectors.
+
+Versioning (see embed/index.py): tantivy never rewrites a file it has written (segments and
+delete sets are new files; meta.json is replaced by rename), so a version is a directory of hard
+links to the working copy's files, taken after a tantivy commit. The writer works in
+`writer-keywords/`, which it rebuilds from the live version's links at the start of every
+writer session; whatever a killed writer left there is thrown away, and the live version's
+files are never touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+ID, TEXT = "id", "text"
+ANALYZER = "briefcast"
+WRITER_HEAP = 64_000_000  # bytes of indexing buffer; tantivy flushes a segment when it is full
+_LOCK_FILES = (".tantivy-writer.lock", ".tantivy-meta.lock")  # flock targets, never shared
+
+
+def _tantivy():
+    import tantivy  # a compiled extension, light, but only search and embed need it
+
+    return tantivy
+
+
+@functools.cache
+def _schema():
+    tv = _tantivy()
+    builder = tv.SchemaBuilder()
+    builder.add_integer_field(ID, indexed=True, fast=True)  # indexed: delete by id; fast: id of a hit
+    builder.add_text_field(TEXT, tokenizer_name=ANALYZER, index_option="freq")  # BM25 needs no positions
+    return builder.build()
+
+
+@functools.cache
+def _analyzer():
+    """Words split at non-alphanumerics, lowercased, accents folded (like FTS5's unicode61
+    remove_diacritics); the same analyzer cuts queries, so query terms match indexed terms."""
+    tv = _tantivy()
+    return (tv.TextAnalyzerBuilder(tv.Tokenizer.simple()).filter(tv.Filter.remove_long(40))
+            .filter(tv.Filter.lowercase()).filter(tv.Filter.ascii_fold()).build())
+
+
+def _open(path: Path, create: bool = False):
+    tv = _tantivy()
+    index = tv.Index(_schema(), path=str(path), reuse=True) if create else tv.Index.open(str(path))
+    index.register_tokenizer(ANALYZER, _analyzer())
+    return index
+
+
+def query_terms(words: Iterable[str]) -> list[str]:
+    """The analyzer's terms for the query's words, each once, in order."""
+    analyzer = _analyzer()
+    return list(dict.fromkeys(t for w in words for t in analyzer.analyze(w)))
+
+
+class KeywordWriter:
+    """The writer's working copy; lives for one writer session, under the index store's lock."""
+
+    def __init__(self, work: Path, live: Path | None, threads: int = 1) -> None:
+        self.work = work
+        _replace_with_links(live, work)
+        self.index = _open(work, create=True)
+        self.threads = threads
+        self._writer = None
+
+    def _w(self):
+        if self._writer is None:
+            self._writer = self.index.writer(heap_size=WRITER_HEAP, num_threads=self.threads)
+        return self._writer
+
+    @property
+    def pending(self) -> bool:
+        """Changes not yet committed."""
+        return self._writer is not None
+
+    @property
+    def count(self) -> int:
+        """Documents in the last tantivy commit of the working copy."""
+        self.index.reload()
+        return self.index.searcher().num_docs
+
+    def add(self, ids: Sequence[int], texts: Sequence[str], replace: bool = True) -> None:
+        """Index each text under its passage id; an id already there is replaced (like the vectors)."""
+        if len(ids) == 0:
+            return
+        if replace:
+            self.remove(ids)
+        tv, writer = _tantivy(), self._w()
+        for pid, text in zip(ids, texts, strict=True):
+            writer.add_document(tv.Document(**{ID: int(pid), TEXT: text}))
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = [int(i) for i in ids]
+        if ids:
+            tv = _tantivy()
+            self._w().delete_documents_by_query(tv.Query.term_set_query(_schema(), ID, ids))
+
+    def clear(self) -> None:
+        self._w().delete_all_documents()
+
+    def commit(self) -> None:
+        """Make the working copy durable and quiet: no merge thread may move files under a snapshot."""
+        if self._writer is None:
+            return
+        self._writer.commit()
+        self._writer.wait_merging_threads()  # the writer object is spent after this
+        self._writer = None
+
+    def snapshot(self, dest: Path) -> None:
+        """Hard-link the committed working copy into `dest` (a new version's directory), durably."""
+        self.commit()
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _link_tree(self.work, tmp)
+        _fsync_dir(tmp)
+        os.replace(tmp, dest)
+
+    def close(self) -> None:
+        """End the session without committing what is pending (a failed write discards it)."""
+        if self._writer is not None:
+            self._writer.rollback()
+            self._writer.wait_merging_threads()
+            self._writer = None
+
+
+class KeywordSearcher:
+    """One committed version, read-only: BM25 top-k over any of the query's terms."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.index = _open(path)
+        self.index.config_reader("Manual")  # a version never changes: no watcher thread
+        self.searcher = self.index.searcher()
+
+    @property
+    def count(self) -> int:
+        return self.searcher.num_docs
+
+    def search(self, words: Iterable[str], limit: int) -> list[int]:
+        """Passage ids, best first. `count=False` lets tantivy skip what cannot reach the top."""
+        terms = query_terms(words)
+        if not terms or limit <= 0:
+            return []
+        tv, schema = _tantivy(), _schema()
+        query = tv.Query.boolean_query(
+            [(tv.Occur.Should, tv.Query.term_query(schema, TEXT, t, index_option="freq")) for t in terms])
+        hits = self.searcher.search(query, limit, count=False).hits
+        if not hits:
+            return []
+        return [int(i) for i in self.searcher.fast_field_values(ID, [address for _, address in hits])]
+
+
+def _link_tree(source: Path, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.name in _LOCK_FILES or not path.is_file():
+            continue
+        try:
+            os.link(path, dest / path.name)
+        except OSError:  # a file system without hard links: a copy keeps the same guarantees
+            shutil.copy2(path, dest / path.name)
+            _fsync(dest / path.name)
+
+
+def _replace_with_links(live: Path | None, work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    if live is not None and live.is_dir():
+        _link_tree(live, work)
+    else:
+        work.mkdir(parents=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
