@@ -150,6 +150,8 @@ class Item(Base):
     transcript_status: Mapped[str | None] = mapped_column(SafeString(16))  # published | queued | asr | failed
     transcript_url: Mapped[str | None] = mapped_column(SafeString(2048))
     transcript_type: Mapped[str | None] = mapped_column(SafeString(64))
+    transcript_model: Mapped[str | None] = mapped_column(SafeString(128))  # the ASR model, for status 'asr'
+    transcript_error: Mapped[str | None] = mapped_column(SafeText())  # why status is 'failed'
     passages_hash: Mapped[str | None] = mapped_column(SafeString(64))  # content_hash the passages were cut from
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
