@@ -99,6 +99,8 @@ class Source(Base):
     last_status: Mapped[str | None] = mapped_column(SafeString(16))
     last_error: Mapped[str | None] = mapped_column(SafeText())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # How much this source's stories count in the daily ranking (digest.rank); 1 = neutral.
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     items: Mapped[list[Item]] = relationship(back_populates="source")
