@@ -380,3 +380,15 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[str | None] = mapped_column(SafeString(512))  # Message-ID / Slack ts: lets a retry check
     error: Mapped[str | None] = mapped_column(SafeText())
+
+
+class SlackRequest(Base):
+    """A Slack event or command already taken on, keyed by its event_id / trigger_id: Slack's
+    retries of it (X-Slack-Retry-Num) are acknowledged without doing the work again."""
+
+    __tablename__ = "slack_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(SafeString(160), unique=True)
+    kind: Mapped[str] = mapped_column(SafeString(32))  # event | command
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
