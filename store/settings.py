@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,6 +62,20 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_k: int = 50
+
+    # Email brief (digest.mail): SMTP delivery, links in the message
+    smtp_host: str = "localhost"
+    smtp_port: int = 25  # 587 with starttls, 465 with ssl
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_user: str | None = None  # AUTH only when set
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "briefcast <briefcast@localhost>"
+    smtp_timeout: float = 30.0  # seconds per SMTP command; keep well under delivery_lease_seconds
+    public_base_url: str = "http://127.0.0.1:8000"  # where the API is reachable: unsubscribe links
+    unsubscribe_mailto: str | None = None  # List-Unsubscribe mailto address; default: smtp_from's address
+    preview_to: str = "preview@localhost"  # the To of the .eml `briefcast digest` writes
+    # A claimed delivery not completed after this long is a crashed sender's: another may take it over.
+    delivery_lease_seconds: float = 600.0
 
     @property
     def index_dir(self) -> Path:
