@@ -48,6 +48,8 @@ def _register() -> None:
     app.command("search")(search.search)
     app.command("serve")(serve.serve)
     app.command("run")(run.run)
+    from api.commands.transcribe import transcribe
+    app.command("transcribe")(transcribe)
 
 
 _register()

@@ -10,6 +10,7 @@ import asyncio
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -62,6 +63,10 @@ class FetchResult:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
+
+
+# Receives a 2xx response to stream its body somewhere (a file); raises FetchFailed to refuse it.
+BodySink = Callable[[httpx.Response, int], Awaitable[None]]
 
 
 class FetchFailed(Exception):
@@ -129,19 +134,28 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        return await self._get_into(result, headers, max_bytes or self.settings.max_response_bytes, None)
+
+    async def stream(self, url: str, headers: dict[str, str], sink: BodySink, *, max_bytes: int) -> FetchResult:
+        """GET with the same guard, redirects and deadline, handing the body to `sink` instead of memory
+        (large files: podcast audio). `headers` may carry Range / If-Range; the sink sees the status."""
+        return await self._get_into(FetchResult(url=url, final_url=url), headers, max_bytes, sink)
+
+    async def _get_into(self, result: FetchResult, headers: dict[str, str], limit: int, sink: BodySink | None
+                        ) -> FetchResult:
         try:
-            await self._follow(result, headers, max_bytes or self.settings.max_response_bytes)
+            await self._follow(result, headers, limit, sink)
         except FetchFailed as exc:
             result.error, result.error_kind = str(exc), exc.kind
             result.status = exc.status or result.status
             result.retry_after = exc.retry_after
         return result
 
-    async def _follow(self, result: FetchResult, headers: dict[str, str], limit: int) -> None:
+    async def _follow(self, result: FetchResult, headers: dict[str, str], limit: int, sink: BodySink | None) -> None:
         seen = [result.url]
         url = result.url
         for _hop in range(self.settings.max_redirects + 1):
-            location = await self._one_hop(url, headers, limit, result)
+            location = await self._one_hop(url, headers, limit, result, sink)
             if location is None:
                 return
             nxt = urljoin(url, location)
@@ -153,14 +167,15 @@ class Fetcher:
             url = result.final_url = nxt
         raise FetchFailed("redirect", f"more than {self.settings.max_redirects} redirects (last: {url})")
 
-    async def _one_hop(self, url: str, headers: dict[str, str], limit: int, result: FetchResult) -> str | None:
+    async def _one_hop(self, url: str, headers: dict[str, str], limit: int, result: FetchResult,
+                       sink: BodySink | None) -> str | None:
         """GET one URL into `result`; returns the Location to follow, or None when done."""
         host = urlsplit(url).hostname or ""
         async with self._per_host[host], self._overall:
             hop_started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
-                    return await self._request(url, headers, limit, result)
+                    return await self._request(url, headers, limit, result, sink)
             except TimeoutError:
                 raise FetchFailed("timeout", f"no complete response within {self.settings.total_timeout:g} s") from None
             except BlockedAddressError as exc:
@@ -174,7 +189,8 @@ class Fetcher:
             finally:
                 result.elapsed += time.perf_counter() - hop_started
 
-    async def _request(self, url: str, headers: dict[str, str], limit: int, result: FetchResult) -> str | None:
+    async def _request(self, url: str, headers: dict[str, str], limit: int, result: FetchResult,
+                       sink: BodySink | None) -> str | None:
         assert self._client is not None, "use Fetcher as an async context manager"
         async with self._client.stream("GET", url, headers=headers) as resp:
             result.status = resp.status_code
@@ -192,7 +208,10 @@ class Fetcher:
                     status=resp.status_code,
                     retry_after=parse_retry_after(resp.headers.get("retry-after")),
                 )
-            result.body = await _read_capped(resp, limit)
+            if sink is not None:
+                await sink(resp, limit)
+            else:
+                result.body = await _read_capped(resp, limit)
             return None
 
 

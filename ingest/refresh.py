@@ -18,7 +18,7 @@ from ingest.fetch import FetchResult, Fetcher
 from ingest.ids import entry_hash
 from ingest.parse import NotAFeedError, ParsedFeed, parse_feed
 from ingest.threads import ThreadError, parse_thread
-from ingest.transcripts import TranscriptError, choose_transcript, parse_transcript, transcript_format
+from ingest.transcripts import TranscriptError, choose_transcript, parse_transcript, transcript_format, transcript_text
 from store import repo
 from store.models import FetchAttempt, Source
 from store.settings import Settings
@@ -230,7 +230,7 @@ class Refresher:
                 continue
             if segments:
                 entry.segments, entry.transcript = segments, ref
-                entry.text = "\n".join(s.text for s in segments)
+                entry.text = transcript_text(segments)
                 entry.text_source = "transcript"
                 return None
         return f"no usable transcript for {entry.title!r}: {'; '.join(problems)}" if problems else None

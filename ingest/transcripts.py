@@ -166,6 +166,11 @@ def parse_transcript(data: bytes, fmt: str, *, encoding_hint: str | None = None)
     return parser(text)
 
 
+def transcript_text(segments: Iterable[Segment]) -> str:
+    """An episode's text from its transcript: one line per segment (published or ASR alike)."""
+    return "\n".join(s.text for s in segments)
+
+
 def _normalise_newlines(text: str) -> str:
     return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 

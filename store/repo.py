@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from ingest.entry import Entry
+from ingest.entry import Entry, Segment
 from ingest.ids import content_hash, entry_canonical_url, entry_hash, stable_key
+from ingest.transcripts import transcript_text
 from store.models import FetchAttempt, Item, Source, Tombstone, TranscriptSegment
 
 # --- sources ---------------------------------------------------------------------------------
@@ -198,19 +199,50 @@ def _fill(item: Item, entry: Entry, url: str | None, chash: str, ehash: str) -> 
 def _fill_transcript(item: Item, entry: Entry) -> None:
     chosen = entry.transcript
     if entry.segments:
-        if item.id is not None and item.segments:
-            # New rows would reuse (item_id, position) before the old ones are deleted: flush first.
-            item.segments.clear()
-            object_session(item).flush()
+        _set_segments(item, entry.segments)
         item.transcript_status = "published"
         item.transcript_url = chosen.url if chosen else None
         item.transcript_type = chosen.type if chosen else None
-        item.segments = [
-            TranscriptSegment(position=i, start=s.start, end=s.end, speaker=s.speaker, text=s.text)
-            for i, s in enumerate(entry.segments)
-        ]
-    elif item.audio_url and item.transcript_status not in ("asr", "published"):
+        item.transcript_model = item.transcript_error = None
+    elif item.transcript_status == "asr" and item.segments:
+        # The feed reworded its show notes: the episode's words are still what ASR heard.
+        item.text, item.text_source = transcript_text(item.segments), "asr"
+        item.content_hash = content_hash(item.title, item.text)
+    elif item.audio_url and item.transcript_status not in ("asr", "published", "failed"):
         item.transcript_status = "queued"  # audio only: speech recognition picks it up later
+
+
+def _set_segments(item: Item, segments: list[Segment]) -> None:
+    if item.id is not None and item.segments:
+        # New rows would reuse (item_id, position) before the old ones are deleted: flush first.
+        item.segments.clear()
+        object_session(item).flush()
+    item.segments = [
+        TranscriptSegment(position=i, start=s.start, end=s.end, speaker=s.speaker, text=s.text)
+        for i, s in enumerate(segments)
+    ]
+
+
+# --- speech recognition ----------------------------------------------------------------------
+
+
+def queued_episode_ids(session: Session) -> list[int]:
+    """Episodes with audio and no usable published transcript, oldest first."""
+    return list(session.scalars(select(Item.id).where(Item.transcript_status == "queued").order_by(Item.id)))
+
+
+def store_asr_transcript(session: Session, item: Item, segments: list[Segment], model: str) -> None:
+    """The ASR transcript stored as a published one is: segment rows, and the episode's text from them."""
+    _set_segments(item, segments)
+    item.text, item.text_source = transcript_text(segments), "asr"
+    item.content_hash = content_hash(item.title, item.text)
+    item.transcript_status, item.transcript_model, item.transcript_error = "asr", model, None
+    item.transcript_url = item.transcript_type = None
+
+
+def mark_transcription_failed(session: Session, item: Item, reason: str) -> None:
+    """The episode stays as it was (its show notes, its audio URL); the reason is kept for a retry."""
+    item.transcript_status, item.transcript_error = "failed", reason[:4000]
 
 
 def delete_item(session: Session, item_id: int, reason: str | None = None) -> bool:

@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     index_kind: str = "auto"  # auto | flat | ivf
     nprobe: int = 16
 
+    # Speech recognition (episodes with audio and no published transcript; extra `asr`)
+    asr_model: str = "base"  # base | tiny.en (faster-whisper, int8) | fake (tests)
+    asr_threads: int | None = None  # CPU threads for the model; None: all cores
+    asr_beam: int = 5
+    asr_language: str | None = None  # None: the episode's language, else detected (base) / en (tiny.en)
+    asr_chunk_minutes: float = 10.0  # at most 20: memory grows with the chunk, not the episode
+    asr_overlap_seconds: float = 15.0
+    asr_max_audio_bytes: int = 1024 * 1024 * 1024
+    asr_download_timeout: float = 3600.0  # seconds for one enclosure download
+    asr_keep_audio: bool = False  # keep downloaded enclosures in data_dir/audio after transcribing
+
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
