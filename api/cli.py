@@ -48,6 +48,9 @@ def _register() -> None:
     app.command("search")(search.search)
     app.command("serve")(serve.serve)
     app.command("run")(run.run)
+    from api.commands.worker import beat, worker
+    app.command("worker")(worker)
+    app.command("beat")(beat)
     from api.commands.transcribe import transcribe
     app.command("transcribe")(transcribe)
 

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     asr_download_timeout: float = 3600.0  # seconds for one enclosure download
     asr_keep_audio: bool = False  # keep downloaded enclosures in data_dir/audio after transcribing
 
+    # Stories, topics and the daily ranking (digest.cluster / digest.topics / digest.rank / digest.compose)
+    story_window_hours: float = 72.0  # an item joins a story whose items lie within this many hours of it
+    story_threshold: float = 0.5  # cosine of an item to a story's centroid to join it (MiniLM; see docs/benchmarks.md)
+    near_duplicate_overlap: float = 0.85  # shingle Jaccard / containment above which an item is a copy
+    topics_dir: Path | None = None  # the user's topic profiles (*.toml), read before the bundled ones
+    brief_k: int = 5  # stories per brief: the only ones the summariser is called for
+    rank_window_hours: float = 72.0  # stories last seen this long before the brief's day end are candidates
+    recency_half_life_hours: float = 24.0
+    min_relevance: float = 0.3  # below this a story is off-topic: never ranked, never unverified
+    mmr_lambda: float = 0.7  # diversification: 1 = by score only, 0 = by difference only
+    related_insight_threshold: float = 0.6  # cosine at which two podcast insights say the same thing
+
     # Summaries (embed.summarise): extractive needs no model; openai = any OpenAI-compatible server
     summarizer: str = "extractive"  # extractive | openai | llamacpp
     llm_base_url: str = "http://127.0.0.1:8080/v1"  # vLLM, SGLang, Ollama (/v1), llama.cpp server
@@ -90,6 +102,14 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_k: int = 50
 
+    # Slack bot (api/slack): both secrets set, or the /slack routes answer 503
+    slack_bot_token: SecretStr | None = None  # xoxb-...: chat.postMessage, auth.test
+    slack_signing_secret: SecretStr | None = None  # verifies X-Slack-Signature on /slack/events
+    slack_channel: str | None = None  # channel id the daily brief is posted to, e.g. C0123456789
+    slack_api_url: str = "https://slack.com/api/"  # Web API base URL (tests: a loopback server)
+    slack_topic: str = "ai-geopolitics"  # what `/brief` shows when no topic is given
+    slack_timeout: float = 15.0  # seconds for one Web API call
+
     # Email brief (digest.mail): SMTP delivery, links in the message
     smtp_host: str = "localhost"
     smtp_port: int = 25  # 587 with starttls, 465 with ssl
@@ -103,6 +123,24 @@ class Settings(BaseSettings):
     preview_to: str = "preview@localhost"  # the To of the .eml `briefcast digest` writes
     # A claimed delivery not completed after this long is a crashed sender's: another may take it over.
     delivery_lease_seconds: float = 600.0
+
+    # Distributed workers (worker.py, `briefcast worker` / `briefcast beat`); `briefcast run` needs none
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None  # default: the broker URL
+    # Seconds a task may stay unacknowledged before Redis hands it to another worker: a killed
+    # worker's task comes back after this long, so it must exceed the longest task (and countdowns).
+    visibility_timeout: int = 3600
+    unacked_restore_seconds: int = 30  # how often a worker looks for a dead worker's tasks to put back
+    task_max_retries: int = 5  # retries of a named transient error (backoff with jitter, capped)
+    worker_refresh_check_seconds: int = 300  # beat: enqueue a fetch task for each due source
+    worker_embed_every_seconds: int = 60  # beat: embed, then cluster, skipped while the last run goes on
+    worker_briefs_check_seconds: int = 60  # beat: build and send each topic's brief once its send time passed
+    worker_asr_every_seconds: int = 600  # beat: transcribe episodes queued for ASR
+    # Sources of one host refreshed at once across all workers (each refresh keeps to
+    # per_host_concurrency requests inside): at most host_slots x per_host_concurrency connections.
+    worker_host_slots: int = 1
+    worker_summarise_slots: int = 2  # simultaneous brief builds, i.e. load on the model server
+    worker_lock_seconds: int = 900  # a lock or slot of a killed worker frees itself after this long
 
     @property
     def index_dir(self) -> Path:

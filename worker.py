@@ -1,0 +1,417 @@
+"""The Celery app: the same stage functions as `briefcast run`, as thin tasks over a Redis broker.
+
+Tasks take ids, re-load their rows, return quietly when the row is gone, and return ids or counts.
+Every task is idempotent and its work is derived from the database, so a task delivered twice
+does nothing twice and a task lost with the broker is enqueued again by the next beat tick.
+
+Queues (a worker takes `-Q` any of them):
+  fetch      one task per source; sources of one host share `worker_host_slots` Redis slots across
+             all workers (each refresh keeps its own per-host limit inside)
+  embed      embed, then cluster: one index writer. Run its worker with `-c 1`; a Redis lease
+             and the index's file lock hold even when someone does not
+  summarise  building a topic's brief calls the model server: `worker_summarise_slots` at once
+  deliver    email and Slack, exactly once per subscriber, topic and day (delivery rows)
+  asr        speech recognition for episodes without a published transcript
+
+Delivery: `acks_late` + `task_reject_on_worker_lost`: a task is acknowledged after it finished,
+so a worker killed mid-task leaves it unacknowledged. A killed pool process is noticed by its
+parent and the task is requeued at once; when the whole worker dies, Redis hands the task to
+another worker after `visibility_timeout` seconds (checked every `unacked_restore_seconds`).
+
+Settings are read once per worker, lazily, when the Celery configuration is first needed (at
+worker start-up), or handed in by `briefcast worker` / `briefcast beat`. torch, faiss and
+llama_cpp stay out of this module's import path: stages are imported inside the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+import redis
+import sqlalchemy.exc
+from celery import Celery, Task, signals
+from kombu import Queue
+
+from store.settings import Settings
+
+log = logging.getLogger("briefcast.worker")
+
+QUEUES = ("fetch", "embed", "summarise", "deliver", "asr")
+ROUTES = {
+    "briefcast.refresh_due": {"queue": "fetch"},
+    "briefcast.fetch_source": {"queue": "fetch"},
+    "briefcast.embed": {"queue": "embed"},
+    "briefcast.cluster": {"queue": "embed"},
+    "briefcast.briefs_due": {"queue": "summarise"},
+    "briefcast.build_brief": {"queue": "summarise"},
+    "briefcast.send_brief": {"queue": "deliver"},
+    "briefcast.transcribe": {"queue": "asr"},
+}
+KEY = "briefcast:"  # every Redis key this module sets starts so
+
+
+class SlotBusy(Exception):
+    """Every slot of a shared resource (a feed host, the model server) is taken: try again later."""
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """The errors worth retrying: the network, the database or the broker went away for a while."""
+    from filelock import Timeout as IndexLockTimeout
+
+    errors: list[type[BaseException]] = [
+        httpx.TransportError, sqlalchemy.exc.OperationalError, redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError, IndexLockTimeout, SlotBusy,
+    ]
+    errors.extend(_delivery_errors())
+    return tuple(errors)
+
+
+def _delivery_errors() -> list[type[BaseException]]:
+    from digest.delivery import TransientDeliveryError
+
+    return [TransientDeliveryError]
+
+
+# --- per-process runtime: settings once, connections and models lazily ------------------------
+
+
+class Runtime:
+    """What one worker process builds once: the settings, database sessions, Redis, the encoder."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget connections (a forked pool process must not share its parent's sockets)."""
+        self._sessions = None
+        self._redis: redis.Redis | None = None
+        self._encoder = None
+        self._transcriber = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings()
+        return self._settings
+
+    def use(self, settings: Settings) -> None:
+        self._settings = settings
+        self.reset()
+
+    def sessions(self):
+        if self._sessions is None:
+            from store.db import open_database
+
+            self._sessions = open_database(self.settings.db_url)
+        return self._sessions
+
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.settings.broker_url, socket_timeout=30, socket_connect_timeout=10)
+        return self._redis
+
+    def encoder(self):
+        if self._encoder is None:
+            from embed.runtime import make_encoder
+
+            self._encoder = make_encoder(self.settings)
+        return self._encoder
+
+    def transcriber(self):
+        """The ASR model, built on first use in this process (loading it is not cheap)."""
+        if self._transcriber is None:
+            from ingest.asr.stage import make_transcriber
+
+            self._transcriber = make_transcriber(self.settings)
+        return self._transcriber
+
+
+runtime = Runtime()
+
+
+def celery_config(settings: Settings) -> dict:
+    from digest.schedule import beat_schedule
+
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "unacked_restore_interval": settings.unacked_restore_seconds,
+        "unacked_restore_throttle": 1,  # every sweep scans: unacked_restore_seconds is the one knob
+    }
+    return dict(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend or settings.broker_url,
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        task_serializer="json", result_serializer="json",
+        accept_content=["json"], result_accept_content=["json"],
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_queues=[Queue(name) for name in QUEUES], task_default_queue="fetch", task_routes=ROUTES,
+        broker_connection_retry_on_startup=True, broker_connection_max_retries=None,  # Redis restarts: wait
+        # A task running when the broker connection drops can no longer be acknowledged: stop it
+        # rather than let it run on while its redelivered copy runs elsewhere.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        result_expires=24 * 3600,
+        worker_send_task_events=True, task_send_sent_event=True,  # Flower
+        timezone="UTC", enable_utc=True,
+        beat_schedule=beat_schedule(settings),
+    )
+
+
+app = Celery("briefcast")
+app.add_defaults(lambda: celery_config(runtime.settings))  # evaluated when the config is first read
+
+
+def use_settings(settings: Settings) -> Celery:
+    """Run the app with these settings (the CLI built them); before or after its config was read."""
+    runtime.use(settings)
+    if app.configured:
+        app.conf.update(celery_config(settings))
+    return app
+
+
+@signals.worker_process_init.connect
+def _fresh_connections(**_) -> None:
+    runtime.reset()
+
+
+class StageTask(Task):
+    """Retries only named transient errors, with exponential backoff and full jitter."""
+
+    autoretry_for = _transient_errors()
+    retry_backoff = 2
+    retry_backoff_max = 300
+    retry_jitter = True
+
+    @property
+    def max_retries(self) -> int:  # read at retry time: the settings of this worker
+        return runtime.settings.task_max_retries
+
+
+# --- leases: Redis keys owned by one task ------------------------------------------------------
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end"
+
+
+class Lease:
+    """A Redis key held by one task (its id as the value) for `ttl` seconds.
+
+    The same task redelivered after its worker died takes its lease back at once; anyone else
+    waits until the dead holder's lease expires.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, owner: str, ttl: int) -> None:
+        self.client, self.key, self.owner, self.ttl = client, KEY + key, owner, ttl
+
+    def acquire(self) -> bool:
+        if self.client.set(self.key, self.owner, nx=True, ex=self.ttl):
+            return True
+        return bool(self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl))
+
+    def extend(self) -> None:
+        self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl)
+
+    def release(self) -> None:
+        self.client.eval(_RELEASE, 1, self.key, self.owner)
+
+
+def take_slot(name: str, slots: int, owner: str, *, wait: float) -> Lease:
+    """One of `slots` leases named `name:0..n-1`, waiting up to `wait` seconds; SlotBusy after."""
+    client, ttl = runtime.redis(), runtime.settings.worker_lock_seconds
+    deadline = time.monotonic() + wait
+    while True:
+        for n in range(max(1, slots)):
+            lease = Lease(client, f"slot:{name}:{n}", owner, ttl)
+            if lease.acquire():
+                return lease
+        if time.monotonic() >= deadline:
+            raise SlotBusy(f"all {slots} slots of {name} are taken")
+        time.sleep(random.uniform(0.2, 0.6))
+
+
+def enqueue_once(task, key: str, ttl: int, *args) -> bool:
+    """Send `task` unless the same one is already waiting in its queue (the task clears the key)."""
+    if not runtime.redis().set(KEY + "queued:" + key, "1", nx=True, ex=max(1, ttl)):
+        return False
+    task.apply_async(args=args)
+    return True
+
+
+def _unqueue(key: str) -> None:
+    runtime.redis().delete(KEY + "queued:" + key)
+
+
+def _owner(task: Task) -> str:
+    return task.request.id or f"local-{random.getrandbits(64):x}"
+
+
+# --- fetch ---------------------------------------------------------------------------------------
+
+
+@app.task(name="briefcast.refresh_due", base=StageTask)
+def refresh_due() -> list[int]:
+    """Beat: one fetch task per due source not already waiting in the queue; returns their ids."""
+    from store import repo
+
+    with runtime.sessions()() as session:
+        due = [s.id for s in repo.due_sources(session, datetime.now(UTC))]
+    ttl = runtime.settings.refresh_minutes * 60
+    return [sid for sid in due if enqueue_once(fetch_source, f"fetch:{sid}", ttl, sid)]
+
+
+@app.task(name="briefcast.fetch_source", base=StageTask, bind=True)
+def fetch_source(self: Task, source_id: int, force: bool = False) -> dict:
+    """Refresh one source (when due, or always with `force`); returns its outcome."""
+    from ingest.refresh import refresh
+    from store.models import Source
+
+    _unqueue(f"fetch:{source_id}")
+    settings, owner = runtime.settings, _owner(self)
+    with runtime.sessions()() as session:
+        source = session.get(Source, source_id)
+        url = source.url if source is not None else None
+    if url is None:
+        return {"source_id": source_id, "status": "gone"}
+    busy = Lease(runtime.redis(), f"fetching:{source_id}", owner, settings.worker_lock_seconds)
+    if not busy.acquire():
+        return {"source_id": source_id, "status": "busy"}  # another worker refreshes it right now
+    try:
+        host = urlsplit(url).hostname or "?"
+        slot = take_slot(f"host:{host}", settings.worker_host_slots, owner, wait=settings.total_timeout)
+        try:
+            report = refresh(settings, runtime.sessions(), force=force, source_ids=[source_id])
+        finally:
+            slot.release()
+    finally:
+        busy.release()
+    return _after_fetch(source_id, report)
+
+
+def _after_fetch(source_id: int, report) -> dict:
+    if not report.sources:
+        return {"source_id": source_id, "status": "not_due"}
+    outcome = report.sources[0]
+    if outcome.new_items or outcome.updated_items:
+        enqueue_once(embed, "embed", runtime.settings.worker_embed_every_seconds)
+    return {"source_id": source_id, "status": outcome.status, "new_items": outcome.new_items,
+            "updated_items": outcome.updated_items, "error": outcome.error}
+
+
+# --- embed and cluster -------------------------------------------------------------------------
+
+
+@app.task(name="briefcast.embed", base=StageTask, bind=True)
+def embed(self: Task) -> dict:
+    """Passages and vectors for every new or changed item; one writer at a time."""
+    from embed.pipeline import embed_pending
+    from embed.runtime import index_store
+
+    _unqueue("embed")
+    settings = runtime.settings
+    try:
+        lease = take_slot("embed", 1, _owner(self), wait=0)
+    except SlotBusy:
+        return {"status": "busy"}  # the previous run goes on
+    try:
+        report = embed_pending(runtime.sessions(), runtime.encoder(), index_store(settings),
+                               batch=settings.embed_batch, index_kind=settings.index_kind, nprobe=settings.nprobe,
+                               progress=lambda done, total: lease.extend())
+    finally:
+        lease.release()
+    if report.items_split or report.passages_embedded or report.passages_removed:
+        enqueue_once(cluster, "cluster", settings.worker_embed_every_seconds)
+    return {"status": "done", "items_split": report.items_split, "passages_embedded": report.passages_embedded,
+            "passages_removed": report.passages_removed, "index_count": report.index_count}
+
+
+@app.task(name="briefcast.cluster", base=StageTask, bind=True)
+def cluster(self: Task) -> dict:
+    """Items not yet in a story join one (or start one); returns the stories touched."""
+    from digest.cluster import cluster_pending
+
+    _unqueue("cluster")
+    try:
+        lease = take_slot("cluster", 1, _owner(self), wait=0)
+    except SlotBusy:
+        return {"status": "busy"}  # the previous run, or a brief being built, goes on
+    try:
+        report = cluster_pending(runtime.settings, runtime.sessions(), encoder=runtime.encoder())
+    finally:
+        lease.release()
+    return {"status": "done", "items": report.items, "story_ids": report.story_ids}
+
+
+# --- briefs ------------------------------------------------------------------------------------
+
+
+@app.task(name="briefcast.briefs_due", base=StageTask)
+def briefs_due() -> list[list[str]]:
+    """Beat: start (build, then send) the brief of every topic whose local send time has passed
+    today. The run of a (topic, day) is claimed once in Redis, so two beats start one; a run that
+    failed is started again after `worker_lock_seconds`; a finished one is not started again."""
+    from digest.schedule import due_briefs, send_times
+    from digest.topics import list_topics
+
+    client, started = runtime.redis(), []
+    for topic, day in due_briefs(send_times(list_topics(runtime.settings).values())):
+        if client.exists(f"{KEY}brief-done:{topic}:{day}"):
+            continue
+        if client.set(f"{KEY}brief-run:{topic}:{day}", "1", nx=True, ex=runtime.settings.worker_lock_seconds):
+            (build_brief.si(topic, day) | send_brief.s()).apply_async()
+            started.append([topic, day])
+    return started
+
+
+@app.task(name="briefcast.build_brief", base=StageTask, bind=True)
+def build_brief(self: Task, topic: str, day: str) -> int:
+    """The topic's brief of the day (built once; the stored one afterwards); returns its id."""
+    from datetime import date
+
+    from digest.compose import build_daily_brief
+
+    settings, owner = runtime.settings, _owner(self)
+    model = take_slot("summarise", settings.worker_summarise_slots, owner, wait=30)
+    try:
+        # Building clusters pending items first: never beside the cluster task.
+        stories = take_slot("cluster", 1, owner, wait=settings.worker_lock_seconds)
+        try:
+            brief_id, _ = build_daily_brief(settings, runtime.sessions(), topic, date.fromisoformat(day),
+                                            encoder=runtime.encoder())
+        finally:
+            stories.release()
+    finally:
+        model.release()
+    return brief_id
+
+
+# --- speech recognition ------------------------------------------------------------------------
+
+
+@app.task(name="briefcast.transcribe", base=StageTask, bind=True)
+def transcribe(self: Task, episode_id: int | None = None) -> list[int]:
+    """Transcribe one episode, or every episode queued for ASR; returns the ids transcribed."""
+    from ingest.asr.stage import transcribe_pending
+    from store import repo
+
+    if episode_id is None:
+        with runtime.sessions()() as session:
+            if not repo.queued_episode_ids(session):
+                return []  # nothing queued: do not load the model
+    try:
+        lease = take_slot(f"asr:{episode_id or 'queued'}", 1, _owner(self), wait=0)
+    except SlotBusy:
+        return []
+    try:
+        report = transcribe_pending(runtime.settings, runtime.sessions(), episode_id=episode_id,
+                                    progress=lambda *_: lease.extend(), transcriber=runtime.transcriber())
+    finally:
+        lease.release()
+    if report.transcribed_ids:
+        enqueue_once(embed, "embed", runtime.settings.worker_embed_every_seconds)
+    return report.transcribed_ids
