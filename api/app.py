@@ -96,6 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
                   responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
     _install_error_handlers(app)
     _install_size_limit(app)
+    from api.slack.app import slack_router  # POST /slack/events; 503 while Slack is not configured
+
+    app.include_router(slack_router(settings, sessions, context))
 
     def require_key(request: Request) -> None:
         from store.apikeys import verify_key
