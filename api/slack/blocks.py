@@ -47,11 +47,11 @@ def clip(text: str, limit: int) -> str:
 
 def link(url: str | None, label: str) -> str:
     """`<url|label>` for an http(s) URL, else the label alone, both escaped."""
-    shown = escape(" ".join(label.split()) or (url or "")).replace("|", "¦")
+    shown = escape(" ".join(label.split()) or (url or ""))
     if not url or not url.lower().startswith(("http://", "https://")):
         return shown
     safe = "".join(_URL_UNSAFE.get(ch, ch) for ch in url.strip())
-    return f"<{safe}|{shown}>"
+    return f"<{safe}|{shown.replace('|', '¦')}>"  # a | in the label would end it early
 
 
 def sentences(items: Iterable[Sentence]) -> str:
