@@ -1,0 +1,115 @@
+"""`briefcast digest [--date D] [--topic T] [--out DIR] [--send]`: a topic's daily brief as files, and by email."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from store.settings import Settings
+
+DEFAULT_TOPIC = "ai-geopolitics"
+
+
+def digest(
+    ctx: typer.Context,
+    day: str | None = typer.Option(None, "--date", help="YYYY-MM-DD, today or yesterday; default: today in the topic's time zone"),
+    topic: str = typer.Option(DEFAULT_TOPIC, "--topic", help="topic profile name"),
+    out: Path | None = typer.Option(None, "--out", file_okay=False, help="directory for the files; default data/briefs/TOPIC/DATE"),
+    send: bool = typer.Option(False, "--send", help="email it to every active subscriber of the topic (once each)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="with --send: try again where a server refused for good"),
+) -> None:
+    """Build (or load) the day's brief, write .html, .txt, .json and .eml, and optionally send it."""
+    from digest.compose import build_daily_brief
+    from digest.mail import write_brief_files
+    from digest.topics import TopicError, load_topic
+
+    app = ctx.obj
+    settings: Settings = app.settings
+    try:
+        profile = load_topic(settings, topic)
+        when = parse_day(day, profile.zone)
+    except (TopicError, ValueError) as exc:
+        app.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    sessions = app.sessions()
+    with app.err.status(f"building the {topic} brief for {when}…"):
+        brief_id, brief = build_daily_brief(settings, sessions, topic, when)
+    files = write_brief_files(settings, sessions, brief, out)
+    print_files(app.out, files)
+    print_top_insights(app.out, brief)
+    if send:
+        if not send_to_subscribers(app, settings, sessions, topic, brief_id, retry_failed=retry_failed):
+            raise typer.Exit(1)
+
+
+def parse_day(value: str | None, zone) -> date:
+    today = datetime.now(zone).date()
+    if value is None or value == "today":
+        return today
+    if value == "yesterday":
+        return today - timedelta(days=1)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--date {value!r} is not YYYY-MM-DD (or today / yesterday)") from None
+
+
+def print_files(out, files) -> None:
+    out.print(f"[bold]Brief[/]: {files.html}")
+    out.print(f"  text {files.text}\n  json {files.json}\n  eml  {files.eml} (the message as it would be sent)")
+
+
+def print_top_insights(out, brief) -> None:
+    """Title, one line of summary and publisher for each of the top five cards."""
+    from digest.render import TOP_CARDS, clean_text, select_cards
+
+    cards = select_cards(brief, None, TOP_CARDS)
+    out.print(f"\n[bold]Top {len(cards)} insights[/] — {brief.topic_title}, {brief.day}")
+    if not cards:
+        out.print("  (no story reached today's brief)")
+    for n, card in enumerate(cards, 1):
+        summary = clean_text(card.summary[0].text) if card.summary else ""
+        line = summary if len(summary) <= 150 else summary[:150].rsplit(" ", 1)[0] + " …"
+        publisher = clean_text(card.sources[0].publisher) if card.sources else ""
+        out.print(f"  {n}. [bold]{clean_text(card.title)}[/]" + (f" — {publisher}" if publisher else ""))
+        if line:
+            out.print(f"     {line}", highlight=False)
+    if brief.unverified:
+        out.print(f"  ({len(brief.unverified)} unverified claims, labelled in the brief)")
+
+
+def send_to_subscribers(app, settings: Settings, sessions, topic: str, brief_id: int, *, retry_failed: bool) -> bool:
+    """Email every active subscriber of the topic once; True when nothing failed or is left to retry."""
+    from digest.delivery import TransientDeliveryError
+    from digest.mail import SmtpConfig, SmtpTransport, email_recipients, send_brief_email, worker_name
+
+    transport = SmtpTransport(SmtpConfig.from_settings(settings))
+    table = Table("subscriber", "outcome", "attempts", "detail", title=f"Email via {settings.smtp_host}:{settings.smtp_port}")
+    ok = True
+    recipients = email_recipients(sessions, topic)
+    worker = worker_name()
+    for subscriber_id in recipients:
+        try:
+            outcome = send_brief_email(settings, sessions, subscriber_id=subscriber_id, brief_id=brief_id,
+                                       worker_id=worker, transport=transport, retry_failed=retry_failed)
+        except TransientDeliveryError as exc:
+            table.add_row(str(subscriber_id), "[yellow]retry later[/]", "", exc.reason)
+            ok = False
+            continue
+        if outcome is None:
+            continue
+        status = {"sent": "[green]sent[/]", "already_sent": "already sent", "in_progress": "being sent elsewhere",
+                  "failed": "[red]failed[/]"}[outcome.status]
+        ok = ok and outcome.status != "failed"
+        detail = outcome.error if outcome.status == "failed" else (outcome.message_id or "")
+        if outcome.resumed_from:
+            detail += f" (took over a claim left in {outcome.resumed_from})"
+        table.add_row(outcome.target, status, str(outcome.attempts), detail)
+    if not recipients:
+        app.out.print(f"No active subscribers of {topic}: add one with `briefcast subscribers add EMAIL --topic {topic}`.")
+    else:
+        app.out.print(table)
+    return ok

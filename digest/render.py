@@ -1,0 +1,325 @@
+"""A DailyBrief -> the email's HTML and plain-text parts, and its JSON.
+
+Every string that came from a feed is reduced to plain text with nh3 (repeated until nothing
+changes, so double-escaped markup goes too) before a template sees it, and the HTML template
+escapes it again (autoescape). Links keep only http(s) URLs. The CSS is written once in the
+template and inlined by css-inline; the dark-mode @media rules stay in a <style> block for the
+clients that honour them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+import css_inline
+import jinja2
+import nh3
+
+from embed.summarise.outputs import DailyBrief, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief, to_dict
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TOP_CARDS = 5
+WORDS_PER_MINUTE = 230
+_NOT_READ = {"url", "unsubscribe_url", "web_url", "kind", "published", "topic", "day"}
+UNVERIFIED_HEADING = "Unverified: only social posts carry these claims"
+UNVERIFIED_NOTE = "No independent article or episode confirms them; they are shown for awareness, not ranked as insights."
+_CITATION = re.compile(r"\s*\[(\d{1,2})\]")
+_END = re.compile(r"[.!?…:;]+[\"'”’)]*$")
+_YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be")
+
+
+# --- sanitising -------------------------------------------------------------------------------
+
+
+def clean_text(value: str | None) -> str:
+    """Feed text as plain text: tags (and script/style content) removed, entities decoded."""
+    text = value or ""
+    for _ in range(4):  # `&lt;script&gt;` decodes to a tag on the first pass; the next removes it
+        cleaned = html.unescape(nh3.clean(text, tags=set()))
+        if cleaned == text:
+            break
+        text = cleaned
+    return " ".join(text.split())
+
+
+def safe_url(value: str | None) -> str | None:
+    """Only absolute http(s) links reach a message; `javascript:` and friends are dropped."""
+    if not value:
+        return None
+    url = "".join(ch for ch in value.strip() if ch.isprintable() and not ch.isspace())
+    parts = urllib.parse.urlsplit(url)
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def timestamp_url(url: str | None, seconds: float | None) -> str | None:
+    """A link that opens the episode at `seconds` where the URL allows it (YouTube ?t=, media #t=)."""
+    url = safe_url(url)
+    if url is None or seconds is None:
+        return url
+    at = max(0, int(seconds))
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname in _YOUTUBE:
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "t"] + [("t", f"{at}s")]
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    if parts.fragment:  # the fragment already means something to that page: leave it alone
+        return url
+    return urllib.parse.urlunsplit(parts._replace(fragment=f"t={at}"))
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+# --- the view: plain, clean values only --------------------------------------------------------
+
+
+@dataclass
+class LinkView:
+    title: str
+    url: str | None
+    publisher: str
+    kind: str
+    published: str
+    at: str = ""  # episodes: m:ss of the cited passage
+
+
+@dataclass
+class InsightView:
+    text: str
+    episode: LinkView
+    related: list[InsightView] = field(default_factory=list)
+
+
+@dataclass
+class CardView:
+    title: str
+    summary: str
+    persona: str
+    key_takeaway: str
+    key_insights: list[str]
+    principles: list[str]
+    in_practice: list[str]
+    topics: list[str]
+    best_for: list[str]
+    attribution: str
+    reading_minutes: int
+    sources: list[LinkView]
+    related: list[LinkView]
+    related_insights: list[InsightView]
+
+
+@dataclass
+class CitedSentence:
+    text: str  # without its final punctuation, so [n] sits before it: "... benchmarks [1]."
+    end: str
+    citations: list[tuple[int, str | None]]  # ([n], the source's link)
+
+    @property
+    def plain(self) -> str:
+        return self.text + "".join(f" [{n}]" for n, _ in self.citations) + self.end
+
+
+@dataclass
+class LeadView:
+    title: str
+    label: str
+    reading_minutes: int
+    paragraphs: list[list[CitedSentence]]
+    sources: list[LinkView]
+    glossary: list[tuple[str, str]]
+
+
+@dataclass
+class BriefView:
+    topic: str
+    topic_title: str
+    day: str
+    day_long: str
+    cards: list[CardView]
+    lead: LeadView | None
+    podcasts: list[InsightView]
+    unverified: list[str]
+    unsubscribe_url: str | None
+    web_url: str | None
+    reading_minutes: int
+    unverified_heading: str = UNVERIFIED_HEADING
+    unverified_note: str = UNVERIFIED_NOTE
+
+
+def _sentences(sentences: list[Sentence]) -> str:
+    return " ".join(t for t in (clean_text(s.text) for s in sentences) if t)
+
+
+def _each(sentences: list[Sentence]) -> list[str]:
+    return [t for t in (clean_text(s.text) for s in sentences) if t]
+
+
+def link_view(ref: SourceRef) -> LinkView:
+    url = timestamp_url(ref.url, ref.start) if ref.kind == "episode" else safe_url(ref.url)
+    return LinkView(title=clean_text(ref.title) or clean_text(ref.url) or "untitled", url=url,
+                    publisher=clean_text(ref.publisher), kind=ref.kind, published=(ref.published or "")[:10],
+                    at=clock(ref.start) if ref.kind == "episode" else "")
+
+
+def insight_view(insight: PodcastInsight) -> InsightView:
+    return InsightView(text=clean_text(insight.insight.text), episode=link_view(insight.episode),
+                       related=[insight_view(r) for r in insight.related])
+
+
+def card_view(card: InsightCard, podcast_insights: list[PodcastInsight]) -> CardView:
+    return CardView(
+        title=clean_text(card.title), summary=_sentences(card.summary), persona=clean_text(card.persona),
+        key_takeaway=_sentences(card.key_takeaway), key_insights=_each(card.key_insights),
+        principles=_each(card.principles), in_practice=_each(card.in_practice),
+        topics=[t for t in map(clean_text, card.topics) if t], best_for=[b for b in map(clean_text, card.best_for) if b],
+        attribution=clean_text(card.attribution), reading_minutes=max(1, card.reading_minutes),
+        sources=[link_view(s) for s in card.sources], related=[link_view(s) for s in card.related],
+        related_insights=[insight_view(i) for i in podcast_insights if i.story_id == card.story_id],
+    )
+
+
+def lead_view(lead: StoryBrief, passage_items: dict[int, int]) -> LeadView:
+    """[n] is sources[n-1]: a sentence cites the sources its passages come from (and any [n] it wrote)."""
+    number = {s.item_id: n for n, s in enumerate(lead.sources, 1)}
+    links = {n: link_view(s).url for n, s in enumerate(lead.sources, 1)}
+
+    def cited(sentence: Sentence) -> CitedSentence:
+        text = clean_text(sentence.text)
+        written = {int(m) for m in _CITATION.findall(text) if 1 <= int(m) <= len(lead.sources)}
+        text = _CITATION.sub(lambda m: "" if 1 <= int(m.group(1)) <= len(lead.sources) else m.group(0), text).strip()
+        resolved = {number[passage_items[p]] for p in sentence.passage_ids if passage_items.get(p) in number}
+        body, end = _split_end(" ".join(text.split()))
+        return CitedSentence(text=body, end=end, citations=[(n, links[n]) for n in sorted(written | resolved)])
+
+    return LeadView(
+        title=clean_text(lead.title), label=clean_text(lead.label), reading_minutes=max(1, lead.reading_minutes),
+        paragraphs=[[cited(s) for s in p if clean_text(s.text)] for p in lead.paragraphs],
+        sources=[link_view(s) for s in lead.sources],
+        glossary=[(clean_text(g.term), clean_text(g.definition.text)) for g in lead.glossary if clean_text(g.term)],
+    )
+
+
+def _split_end(text: str) -> tuple[str, str]:
+    match = _END.search(text)
+    return (text[: match.start()], match.group(0)) if match else (text, "")
+
+
+def select_cards(brief: DailyBrief, persona: str | None, limit: int = TOP_CARDS) -> list[InsightCard]:
+    """One card per story, in rank order: the reader's persona's version when the brief has one."""
+    chosen: dict[int, InsightCard] = {}
+    for card in brief.cards:
+        if card.story_id not in chosen or (persona and card.persona == persona and chosen[card.story_id].persona != persona):
+            chosen[card.story_id] = card
+    return list(chosen.values())[:limit]
+
+
+def brief_view(brief: DailyBrief, *, persona: str | None = None, passage_items: dict[int, int] | None = None,
+               unsubscribe_url: str | None = None, web_url: str | None = None) -> BriefView:
+    podcast_insights = brief.podcasts.insights if brief.podcasts else []
+    cards = [card_view(c, podcast_insights) for c in select_cards(brief, persona)]
+    lead = lead_view(brief.lead, passage_items or {}) if brief.lead and brief.lead.paragraphs else None
+    view = BriefView(
+        topic=clean_text(brief.topic), topic_title=clean_text(brief.topic_title) or clean_text(brief.topic),
+        day=brief.day, day_long=_long_date(brief.day), cards=cards, lead=lead,
+        podcasts=[insight_view(i) for i in podcast_insights],
+        unverified=[t for t in (clean_text(s.text) for s in brief.unverified) if t],
+        unsubscribe_url=safe_url(unsubscribe_url), web_url=safe_url(web_url), reading_minutes=1,
+    )
+    view.reading_minutes = max(1, round(_words(view) / WORDS_PER_MINUTE))
+    return view
+
+
+def _words(value) -> int:
+    """Words the reader reads in the brief itself (not in the linked sources)."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, (list, tuple)):
+        return sum(_words(v) for v in value)
+    if dataclasses.is_dataclass(value):
+        return sum(_words(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _NOT_READ)
+    return 0
+
+
+def _long_date(day: str) -> str:
+    try:
+        d = date.fromisoformat(day)
+    except ValueError:
+        return clean_text(day)
+    return f"{d:%A} {d.day} {d:%B %Y}"
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedBrief:
+    subject: str
+    html: str
+    text: str
+    json: str
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=True),
+        undefined=jinja2.StrictUndefined,  # a misspelt field fails the render, not the reader
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = _wrap
+    return env
+
+
+def _wrap(text: str, width: int = 76, indent: str = "") -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def subject_line(view: BriefView) -> str:
+    lead = view.cards[0].title if view.cards else "no new insights today"
+    return f"{view.topic_title} brief, {view.day_long}: {lead}"
+
+
+def render_brief(brief: DailyBrief, *, persona: str | None = None, passage_items: dict[int, int] | None = None,
+                 unsubscribe_url: str | None = None, web_url: str | None = None) -> RenderedBrief:
+    view = brief_view(brief, persona=persona, passage_items=passage_items, unsubscribe_url=unsubscribe_url,
+                      web_url=web_url)
+    env = _environment()
+    subject = subject_line(view)
+    page = env.get_template("brief.html.j2").render(v=view, subject=subject)
+    text = env.get_template("brief.txt.j2").render(v=view, subject=subject)
+    return RenderedBrief(subject=subject, html=_INLINER.inline(page), text=text,
+                         json=json.dumps(to_dict(brief), ensure_ascii=False, indent=2))
+
+
+def passage_items_for(sessions, brief: DailyBrief) -> dict[int, int]:
+    """passage id -> item id for the lead story's citations (the brief stores passage ids only)."""
+    from sqlalchemy import select
+
+    from store.models import Passage
+
+    ids = {p for para in (brief.lead.paragraphs if brief.lead else []) for s in para for p in s.passage_ids}
+    if not ids:
+        return {}
+    with sessions() as session:
+        return dict(session.execute(select(Passage.id, Passage.item_id).where(Passage.id.in_(ids))).all())
