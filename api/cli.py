@@ -53,6 +53,9 @@ def _register() -> None:
     app.command("beat")(beat)
     from api.commands.transcribe import transcribe
     app.command("transcribe")(transcribe)
+    from api.commands import digest, subscribers
+    app.add_typer(subscribers.app, name="subscribers")
+    app.command("digest")(digest.digest)
 
 
 _register()
