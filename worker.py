@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -200,30 +201,49 @@ _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expi
 
 
 class Lease:
-    """A Redis key held by one task (its id as the value) for `ttl` seconds.
+    """A Redis key held by one task (its id as the value) for `ttl` seconds, kept alive by a
+    thread while the task runs (`with lease:`), so `ttl` can be short.
 
     The same task redelivered after its worker died takes its lease back at once; anyone else
-    waits until the dead holder's lease expires.
+    waits at most `ttl` seconds for a dead holder's lease to expire.
     """
 
     def __init__(self, client: redis.Redis, key: str, owner: str, ttl: int) -> None:
-        self.client, self.key, self.owner, self.ttl = client, KEY + key, owner, ttl
+        self.client, self.key, self.owner, self.ttl = client, KEY + key, owner, max(1, ttl)
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     def acquire(self) -> bool:
         if self.client.set(self.key, self.owner, nx=True, ex=self.ttl):
             return True
         return bool(self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl))
 
-    def extend(self) -> None:
-        self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl)
-
     def release(self) -> None:
-        self.client.eval(_RELEASE, 1, self.key, self.owner)
+        self._stop.set()
+        try:
+            self.client.eval(_RELEASE, 1, self.key, self.owner)
+        except redis.exceptions.RedisError:  # the broker went away: the lease expires by itself
+            log.warning("could not release %s; it expires in %s s", self.key, self.ttl)
+
+    def _keep_alive(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl)
+            except redis.exceptions.RedisError:
+                log.warning("could not extend %s", self.key)
+
+    def __enter__(self) -> Lease:
+        self._keeper = threading.Thread(target=self._keep_alive, name=f"lease {self.key}", daemon=True)
+        self._keeper.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def take_slot(name: str, slots: int, owner: str, *, wait: float) -> Lease:
-    """One of `slots` leases named `name:0..n-1`, waiting up to `wait` seconds; SlotBusy after."""
-    client, ttl = runtime.redis(), runtime.settings.worker_lock_seconds
+    """One of `slots` leases `slot:name:0..n-1`, waiting up to `wait` seconds; SlotBusy after."""
+    client, ttl = runtime.redis(), runtime.settings.worker_lease_seconds
     deadline = time.monotonic() + wait
     while True:
         for n in range(max(1, slots)):
@@ -278,18 +298,14 @@ def fetch_source(self: Task, source_id: int, force: bool = False) -> dict:
         url = source.url if source is not None else None
     if url is None:
         return {"source_id": source_id, "status": "gone"}
-    busy = Lease(runtime.redis(), f"fetching:{source_id}", owner, settings.worker_lock_seconds)
-    if not busy.acquire():
-        return {"source_id": source_id, "status": "busy"}  # another worker refreshes it right now
     try:
+        busy = take_slot(f"source:{source_id}", 1, owner, wait=0)
+    except SlotBusy:
+        return {"source_id": source_id, "status": "busy"}  # another worker refreshes it right now
+    with busy:
         host = urlsplit(url).hostname or "?"
-        slot = take_slot(f"host:{host}", settings.worker_host_slots, owner, wait=settings.total_timeout)
-        try:
+        with take_slot(f"host:{host}", settings.worker_host_slots, owner, wait=settings.total_timeout):
             report = refresh(settings, runtime.sessions(), force=force, source_ids=[source_id])
-        finally:
-            slot.release()
-    finally:
-        busy.release()
     return _after_fetch(source_id, report)
 
 
@@ -318,12 +334,9 @@ def embed(self: Task) -> dict:
         lease = take_slot("embed", 1, _owner(self), wait=0)
     except SlotBusy:
         return {"status": "busy"}  # the previous run goes on
-    try:
+    with lease:
         report = embed_pending(runtime.sessions(), runtime.encoder(), index_store(settings),
-                               batch=settings.embed_batch, index_kind=settings.index_kind, nprobe=settings.nprobe,
-                               progress=lambda done, total: lease.extend())
-    finally:
-        lease.release()
+                               batch=settings.embed_batch, index_kind=settings.index_kind, nprobe=settings.nprobe)
     if report.items_split or report.passages_embedded or report.passages_removed:
         enqueue_once(cluster, "cluster", settings.worker_embed_every_seconds)
     return {"status": "done", "items_split": report.items_split, "passages_embedded": report.passages_embedded,
@@ -340,10 +353,8 @@ def cluster(self: Task) -> dict:
         lease = take_slot("cluster", 1, _owner(self), wait=0)
     except SlotBusy:
         return {"status": "busy"}  # the previous run, or a brief being built, goes on
-    try:
+    with lease:
         report = cluster_pending(runtime.settings, runtime.sessions(), encoder=runtime.encoder())
-    finally:
-        lease.release()
     return {"status": "done", "items": report.items, "story_ids": report.story_ids}
 
 
@@ -354,7 +365,7 @@ def cluster(self: Task) -> dict:
 def briefs_due() -> list[list[str]]:
     """Beat: start (build, then send) the brief of every topic whose local send time has passed
     today. The run of a (topic, day) is claimed once in Redis, so two beats start one; a run that
-    failed is started again after `worker_lock_seconds`; a finished one is not started again."""
+    failed is started again after `worker_brief_retry_seconds`; a finished one is not started again."""
     from digest.schedule import due_briefs, send_times
     from digest.topics import list_topics
 
@@ -362,7 +373,7 @@ def briefs_due() -> list[list[str]]:
     for topic, day in due_briefs(send_times(list_topics(runtime.settings).values())):
         if client.exists(f"{KEY}brief-done:{topic}:{day}"):
             continue
-        if client.set(f"{KEY}brief-run:{topic}:{day}", "1", nx=True, ex=runtime.settings.worker_lock_seconds):
+        if client.set(f"{KEY}brief-run:{topic}:{day}", "1", nx=True, ex=runtime.settings.worker_brief_retry_seconds):
             (build_brief.si(topic, day) | send_brief.s()).apply_async()
             started.append([topic, day])
     return started
@@ -376,17 +387,11 @@ def build_brief(self: Task, topic: str, day: str) -> int:
     from digest.compose import build_daily_brief
 
     settings, owner = runtime.settings, _owner(self)
-    model = take_slot("summarise", settings.worker_summarise_slots, owner, wait=30)
-    try:
+    with take_slot("summarise", settings.worker_summarise_slots, owner, wait=30):
         # Building clusters pending items first: never beside the cluster task.
-        stories = take_slot("cluster", 1, owner, wait=settings.worker_lock_seconds)
-        try:
+        with take_slot("cluster", 1, owner, wait=settings.worker_lease_seconds * 10):
             brief_id, _ = build_daily_brief(settings, runtime.sessions(), topic, date.fromisoformat(day),
                                             encoder=runtime.encoder())
-        finally:
-            stories.release()
-    finally:
-        model.release()
     return brief_id
 
 
@@ -407,11 +412,9 @@ def transcribe(self: Task, episode_id: int | None = None) -> list[int]:
         lease = take_slot(f"asr:{episode_id or 'queued'}", 1, _owner(self), wait=0)
     except SlotBusy:
         return []
-    try:
+    with lease:
         report = transcribe_pending(runtime.settings, runtime.sessions(), episode_id=episode_id,
-                                    progress=lambda *_: lease.extend(), transcriber=runtime.transcriber())
-    finally:
-        lease.release()
+                                    transcriber=runtime.transcriber())
     if report.transcribed_ids:
         enqueue_once(embed, "embed", runtime.settings.worker_embed_every_seconds)
     return report.transcribed_ids

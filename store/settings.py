@@ -140,7 +140,10 @@ class Settings(BaseSettings):
     # per_host_concurrency requests inside): at most host_slots x per_host_concurrency connections.
     worker_host_slots: int = 1
     worker_summarise_slots: int = 2  # simultaneous brief builds, i.e. load on the model server
-    worker_lock_seconds: int = 900  # a lock or slot of a killed worker frees itself after this long
+    # A lease (lock or slot) is kept alive by its task while it runs; a killed worker's lease
+    # frees itself after this long.
+    worker_lease_seconds: int = 60
+    worker_brief_retry_seconds: int = 1800  # a topic's day whose run failed is started again after this long
 
     @property
     def index_dir(self) -> Path:
