@@ -130,7 +130,9 @@ class SmtpTransport:
                 self._envelope(smtp, sender, recipient)
                 before_data()  # from here on the server may end up with the message
                 started_data = True
-                code, reply = smtp.data(payload)
+                code, reply = smtp.data(payload)  # raises on the DATA reply, returns the final one
+                if code != 250:
+                    raise smtplib.SMTPDataError(code, reply)
             finally:
                 _quietly_close(smtp)
         except smtplib.SMTPRecipientsRefused as exc:
