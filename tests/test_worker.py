@@ -1,0 +1,190 @@
+"""worker.py in-process: configuration, leases and slots on a real (private) Redis, the tasks over
+SQLite and a loopback feed, the beat schedule's clock, and the import path without heavy modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+import typer
+
+import worker
+from api.commands.worker import worker_argv
+from digest.schedule import SendTime, beat_schedule, due_briefs
+from ingest.localserver import LocalServer
+from store import repo
+from store.db import open_database
+from store.models import Item
+from tests.conftest import ROOT, make_settings
+from tests.workers import RedisServer, write_site
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path, sqlite_url, redis_server):
+    redis_server.client().flushall()
+    configured = make_settings(tmp_path, sqlite_url, broker_url=redis_server.url, encoder="fake",
+                               fetch_full_text=False, respect_robots=False, worker_lease_seconds=2,
+                               task_max_retries=2)
+    worker.use_settings(configured)
+    yield configured
+    worker.runtime.use(make_settings(tmp_path, sqlite_url, broker_url=redis_server.url))
+
+
+def test_importing_worker_loads_no_model_library():
+    code = ("import sys, worker; heavy = [m for m in ('torch', 'faiss', 'llama_cpp', 'faster_whisper', "
+            "'sentence_transformers', 'onnxruntime') if m in sys.modules]; print(heavy); assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_config_is_json_only_late_acks_and_one_task_at_a_time(settings):
+    conf = worker.celery_config(settings.model_copy(update={"visibility_timeout": 1234}))
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"]["visibility_timeout"] == 1234
+    assert conf["result_backend"] == settings.broker_url
+    assert {q.name for q in conf["task_queues"]} == {"fetch", "embed", "summarise", "deliver", "asr"}
+    assert conf["task_routes"]["briefcast.embed"] == {"queue": "embed"}
+    assert worker.app.conf.broker_url == settings.broker_url  # handed in after the app was configured
+
+
+def test_only_named_transient_errors_are_retried():
+    retried = worker.StageTask.autoretry_for
+    assert sa.exc.OperationalError in retried and worker.SlotBusy in retried
+    assert not any(issubclass(ValueError, e) or e in (Exception, BaseException) for e in retried)
+
+
+def test_a_transient_error_is_retried_then_raised(settings, tmp_path):
+    # A database that refuses connections: OperationalError, retried task_max_retries times.
+    from celery import signals
+
+    worker.use_settings(settings.model_copy(update={"database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"}))
+    retries = []
+    handler = lambda **kw: retries.append(kw["reason"])  # noqa: E731
+    signals.task_retry.connect(handler, weak=False)
+    try:
+        result = worker.fetch_source.apply(args=[1])
+    finally:
+        signals.task_retry.disconnect(handler)
+    assert result.state == "FAILURE" and isinstance(result.result, sa.exc.OperationalError)
+    assert len(retries) == settings.task_max_retries and all(isinstance(r.exc, sa.exc.OperationalError) for r in retries)
+
+
+def test_a_bug_is_not_retried(settings):
+    from celery import signals
+
+    retries = []
+    handler = lambda **kw: retries.append(kw["reason"])  # noqa: E731
+    signals.task_retry.connect(handler, weak=False)
+    try:
+        result = worker.fetch_source.apply(args=[1, False, "one argument too many"])  # a TypeError
+    finally:
+        signals.task_retry.disconnect(handler)
+    assert result.state == "FAILURE" and retries == []
+
+
+def test_lease_is_exclusive_and_taken_back_by_its_own_task(settings, redis_server):
+    client = redis_server.client()
+    mine = worker.Lease(client, "test:lease", "task-1", ttl=30)
+    theirs = worker.Lease(client, "test:lease", "task-2", ttl=30)
+    assert mine.acquire()
+    assert not theirs.acquire()
+    assert worker.Lease(client, "test:lease", "task-1", ttl=30).acquire()  # redelivered: same task id
+    theirs.release()  # not theirs to release
+    assert client.get("briefcast:test:lease") == b"task-1"
+    mine.release()
+    assert theirs.acquire()
+
+
+def test_a_dead_holders_lease_expires_and_a_live_one_is_kept(settings, redis_server):
+    import time as clock
+
+    client = redis_server.client()
+    dead = worker.Lease(client, "test:dead", "gone", ttl=1)
+    assert dead.acquire()
+    with worker.Lease(client, "test:alive", "running", ttl=1) as alive:
+        assert alive.acquire()
+        clock.sleep(2.5)  # past the TTL: kept alive by its thread
+        assert client.get("briefcast:test:alive") == b"running"
+    assert client.get("briefcast:test:dead") is None
+    assert client.get("briefcast:test:alive") is None  # released on exit
+
+
+def test_slots_bound_how_many_hold_at_once(settings):
+    first = worker.take_slot("host:example.org", 2, "a", wait=0)
+    second = worker.take_slot("host:example.org", 2, "b", wait=0)
+    with pytest.raises(worker.SlotBusy):
+        worker.take_slot("host:example.org", 2, "c", wait=0.5)
+    first.release()
+    assert worker.take_slot("host:example.org", 2, "c", wait=0).key != second.key
+
+
+@pytest.fixture
+def feeds(tmp_path):
+    with LocalServer(tmp_path / "site", render=False) as server:
+        paths = write_site(tmp_path / "site", 3, 4, server.base_url)
+        yield [server.url(p) for p in paths]
+
+
+def test_fetch_tasks_store_each_source_once_and_ask_for_one_embed(settings, feeds, redis_server):
+    sessions = open_database(settings.db_url)
+    with sessions() as session, session.begin():
+        ids = [repo.add_source(session, url)[0].id for url in feeds]
+    queue = redis_server.client()
+    assert sorted(worker.refresh_due.apply().get()) == ids
+    assert worker.refresh_due.apply().get() == []  # already waiting in the queue: not sent twice
+    assert queue.llen("fetch") == len(ids)
+    outcomes = [worker.fetch_source.apply(args=[sid]).get() for sid in ids]
+    assert [o["new_items"] for o in outcomes] == [4, 4, 4]
+    assert queue.llen("embed") == 1  # three sources with news, one embed task waiting
+    assert worker.fetch_source.apply(args=[ids[0]]).get()["status"] == "not_due"
+    assert worker.fetch_source.apply(args=[999]).get() == {"source_id": 999, "status": "gone"}
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Item)) == 12
+
+
+def test_embed_task_indexes_and_skips_while_another_run_holds_the_lease(settings, feeds):
+    sessions = open_database(settings.db_url)
+    with sessions() as session, session.begin():
+        sid = repo.add_source(session, feeds[0])[0].id
+    worker.fetch_source.apply(args=[sid]).get()
+    held = worker.take_slot("embed", 1, "someone-else", wait=0)
+    assert worker.embed.apply().get() == {"status": "busy"}
+    held.release()
+    done = worker.embed.apply().get()
+    assert done["status"] == "done" and done["passages_embedded"] == done["index_count"] == 4
+
+
+def test_due_briefs_follow_each_topics_local_clock():
+    times = [SendTime("tokyo", ZoneInfo("Asia/Tokyo"), time(7, 0)), SendTime("ny", ZoneInfo("America/New_York"), time(7, 0))]
+    # 23:30 UTC on 1 Dec = 08:30 on 2 Dec in Tokyo, 18:30 on 1 Dec in New York.
+    assert due_briefs(times, datetime(2026, 12, 1, 23, 30, tzinfo=UTC)) == [("tokyo", "2026-12-02"), ("ny", "2026-12-01")]
+    # 11:00 UTC = 20:00 in Tokyo (still 1 Dec there), 06:00 in New York: not yet.
+    assert due_briefs(times, datetime(2026, 12, 1, 11, 0, tzinfo=UTC)) == [("tokyo", "2026-12-01")]
+
+
+def test_beat_schedule_comes_from_settings(settings):
+    schedule = beat_schedule(settings.model_copy(update={"worker_refresh_check_seconds": 120}))
+    assert schedule["refresh-due-sources"]["schedule"] == 120.0
+    assert {e["task"] for e in schedule.values()} <= set(worker.app.tasks)
+
+
+def test_worker_command_line(settings):
+    assert worker_argv("embed", None, "info", None, "prefork", settings)[:3] == ["worker", "-Q", "embed"]
+    assert "-c" in worker_argv("embed", None, "info", None, "prefork", settings)
+    argv = worker_argv("fetch,deliver", 4, "info", "fetch@%h", "prefork", settings)
+    assert argv[argv.index("-c") + 1] == "4" and argv[argv.index("-n") + 1] == "fetch@%h"
+    with pytest.raises(typer.BadParameter, match="unknown queue"):
+        worker_argv("fetch,bogus", None, "info", None, "prefork", settings)
