@@ -107,3 +107,23 @@ def test_a_deleted_brief_is_skipped_and_missing_settings_are_named(posting, slac
     with pytest.raises(SlackNotConfigured, match="BRIEFCAST_SLACK_CHANNEL"):
         post_brief(settings.model_copy(update={"slack_channel": None}), sessions, 1)
     assert slack.calls == []
+
+
+def test_briefcast_slack_post_posts_once_and_names_what_is_missing(tmp_path, slack):
+    from tests.test_cli import briefcast
+
+    settings = slack_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'briefcast.db'}", slack)
+    sessions = open_database(settings.db_url)
+    store_brief(sessions, make_brief(day="2026-11-30"))
+    sessions.kw["bind"].dispose()
+    env = {"BRIEFCAST_SLACK_BOT_TOKEN": "xoxb-cli", "BRIEFCAST_SLACK_CHANNEL": CHANNEL,
+           "BRIEFCAST_SLACK_API_URL": f"{slack.url}/api/"}
+    first = briefcast(tmp_path, "slack", "post", "--date", "2026-11-30", **env)
+    again = briefcast(tmp_path, "slack", "post", "--date", "2026-11-30", **env)
+    assert first.returncode == again.returncode == 0, first.stderr
+    assert f"→ {CHANNEL}: sent" in first.stdout and "already_sent" in again.stdout
+    assert len(slack.messages) == 1
+    missing = briefcast(tmp_path, "slack", "post", "--date", "2026-11-29", **env)
+    assert missing.returncode == 1 and "no brief stored for ai-geopolitics on 2026-11-29" in missing.stderr
+    unset = briefcast(tmp_path, "slack", "post", "--date", "2026-11-30")
+    assert unset.returncode == 2 and "BRIEFCAST_SLACK_BOT_TOKEN" in unset.stderr
