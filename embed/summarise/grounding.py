@@ -116,17 +116,24 @@ class GroundingChecker:
 
     def check_sentences(self, sentences: Sequence[Sentence], passages: Mapping[int, str]) -> list[Sentence]:
         """Scores every sentence against its cited passages; drops (or marks) the unsupported."""
+        return self.check_groups([sentences], passages)[0]
+
+    def check_groups(self, groups: Sequence[Sequence[Sentence]], passages: Mapping[int, str]) -> list[list[Sentence]]:
+        """check_sentences over several lists at once: one embedding batch, one judge call."""
+        sentences = [s for group in groups for s in group]
+        checked = iter(self._checked(sentences, passages))
+        out = [[c for c in (next(checked) for _ in group) if c is not None] for group in groups]
+        return out
+
+    def _checked(self, sentences: Sequence[Sentence], passages: Mapping[int, str]) -> list[Sentence | None]:
         cited = [[pid for pid in s.passage_ids if pid in passages] for s in sentences]
         supports = self.score_many([s.text for s in sentences], [[passages[p] for p in ids] for ids in cited])
         verdicts = [bool(ids) and self.supported(sup) and not addresses_model(s.text)
                     for s, ids, sup in zip(sentences, cited, supports)]
         verdicts = self._judged(sentences, cited, passages, verdicts)
-        out: list[Sentence] = []
-        for sentence, ids, support, ok in zip(sentences, cited, supports, verdicts):
-            if ok or self.mode == MARK:
-                out.append(dataclasses.replace(sentence, passage_ids=ids, support=round(support.score, 3),
-                                               unsupported=not ok))
-        return out
+        return [dataclasses.replace(sentence, passage_ids=ids, support=round(support.score, 3), unsupported=not ok)
+                if ok or self.mode == MARK else None
+                for sentence, ids, support, ok in zip(sentences, cited, supports, verdicts)]
 
     def _judged(self, sentences, cited, passages, verdicts: list[bool]) -> list[bool]:
         """The judge sees only what passed the cheap check, and can only veto."""
@@ -145,28 +152,24 @@ class GroundingChecker:
     # -- whole outputs -------------------------------------------------------------------------
 
     def check_card(self, card: InsightCard, story: StoryInput) -> InsightCard:
-        passages = passage_texts(story)
         fields = ("summary", "key_takeaway", "key_insights", "principles", "in_practice")
-        checked = {f: self.check_sentences(getattr(card, f), passages) for f in fields}
-        card = dataclasses.replace(card, **checked, topics=grounded_terms(card.topics, story))
+        checked = self.check_groups([getattr(card, f) for f in fields], passage_texts(story))
+        card = dataclasses.replace(card, **dict(zip(fields, checked)), topics=grounded_terms(card.topics, story))
         return separate_unverified_card(card, story, self)
 
     def check_brief(self, brief: StoryBrief, story: StoryInput) -> StoryBrief:
-        passages = passage_texts(story)
-        paragraphs = [p for p in (self.check_sentences(par, passages) for par in brief.paragraphs) if p]
-        glossary = []
-        for term in brief.glossary:
-            kept = self.check_sentences([term.definition], passages)
-            if kept and term.term.lower() in kept[0].text.lower():
-                glossary.append(dataclasses.replace(term, definition=kept[0]))
+        definitions = [[term.definition] for term in brief.glossary]
+        checked = self.check_groups([*brief.paragraphs, *definitions], passage_texts(story))
+        paragraphs = [p for p in checked[: len(brief.paragraphs)] if p]
+        glossary = [dataclasses.replace(term, definition=kept[0])
+                    for term, kept in zip(brief.glossary, checked[len(brief.paragraphs):])
+                    if kept and term.term.lower() in kept[0].text.lower() and not addresses_model(term.term)]
         brief = dataclasses.replace(brief, paragraphs=paragraphs, glossary=glossary)
         return separate_unverified_brief(brief, story, self)
 
     def check_podcast(self, insights: Sequence[PodcastInsight], episode: StoryInput) -> list[PodcastInsight]:
-        passages = passage_texts(episode)
-        kept = self.check_sentences([i.insight for i in insights], passages)
-        by_text = {s.text: s for s in kept}
-        return [dataclasses.replace(i, insight=by_text[i.insight.text]) for i in insights if i.insight.text in by_text]
+        checked = self.check_groups([[i.insight] for i in insights], passage_texts(episode))
+        return [dataclasses.replace(i, insight=kept[0]) for i, kept in zip(insights, checked) if kept]
 
     def check(self, output, story: StoryInput):
         if isinstance(output, InsightCard):
@@ -196,7 +199,7 @@ def sanitised_story(story: StoryInput) -> StoryInput:
 
 def grounded_terms(terms: Iterable[str], story: StoryInput) -> list[str]:
     """Topic labels whose words all occur in the story's text (or its topic terms)."""
-    vocabulary = content_words(" ".join([*(p.text for p in story.passages), story.title, *story.topic_terms]))
+    vocabulary = content_words(" ".join([*passage_texts(story).values(), story.title, *story.topic_terms]))
     out: list[str] = []
     for term in terms:
         words = content_words(term)
