@@ -51,6 +51,8 @@ ROUTES = {
     "briefcast.briefs_due": {"queue": "summarise"},
     "briefcast.build_brief": {"queue": "summarise"},
     "briefcast.send_brief": {"queue": "deliver"},
+    "briefcast.deliver_email": {"queue": "deliver"},
+    "briefcast.post_slack": {"queue": "deliver"},
     "briefcast.transcribe": {"queue": "asr"},
 }
 KEY = "briefcast:"  # every Redis key this module sets starts so
@@ -358,41 +360,120 @@ def cluster(self: Task) -> dict:
     return {"status": "done", "items": report.items, "story_ids": report.story_ids}
 
 
-# --- briefs ------------------------------------------------------------------------------------
+# --- briefs and delivery ------------------------------------------------------------------------
 
 
 @app.task(name="briefcast.briefs_due", base=StageTask)
-def briefs_due() -> list[list[str]]:
-    """Beat: start (build, then send) the brief of every topic whose local send time has passed
-    today. The run of a (topic, day) is claimed once in Redis, so two beats start one; a run that
-    failed is started again after `worker_brief_retry_seconds`; a finished one is not started again."""
+def briefs_due() -> dict:
+    """Beat: build the brief of every topic whose local send time has passed today, then send it
+    to each subscriber whose own local send time has passed. Everything is derived from the
+    database (which brief exists, which delivery is sent), so a lost task is simply enqueued
+    again on the next tick; Redis keys only stop a second beat from enqueuing it twice."""
     from digest.schedule import due_briefs, send_times
     from digest.topics import list_topics
 
-    client, started = runtime.redis(), []
-    for topic, day in due_briefs(send_times(list_topics(runtime.settings).values())):
-        if client.exists(f"{KEY}brief-done:{topic}:{day}"):
-            continue
-        if client.set(f"{KEY}brief-run:{topic}:{day}", "1", nx=True, ex=runtime.settings.worker_brief_retry_seconds):
-            (build_brief.si(topic, day) | send_brief.s()).apply_async()
-            started.append([topic, day])
-    return started
+    settings, built, sending = runtime.settings, [], []
+    for topic, day in due_briefs(send_times(list_topics(settings).values())):
+        brief_id = _stored_brief_id(topic, day)
+        if brief_id is None:
+            if enqueue_once(build_brief, f"brief:{topic}:{day}", settings.worker_brief_retry_seconds, topic, day):
+                built.append([topic, day])
+        else:
+            sending += _send_due(brief_id)
+    return {"building": built, "deliveries": sending}
+
+
+def _stored_brief_id(topic: str, day: str) -> int | None:
+    import sqlalchemy as sa
+
+    from store.models import Brief
+
+    with runtime.sessions()() as session:
+        return session.scalar(sa.select(Brief.id).where(Brief.topic == topic, Brief.day == day))
 
 
 @app.task(name="briefcast.build_brief", base=StageTask, bind=True)
 def build_brief(self: Task, topic: str, day: str) -> int:
-    """The topic's brief of the day (built once; the stored one afterwards); returns its id."""
+    """The topic's brief of the day (built once; the stored one afterwards), then its delivery."""
     from datetime import date
 
     from digest.compose import build_daily_brief
 
+    _unqueue(f"brief:{topic}:{day}")
     settings, owner = runtime.settings, _owner(self)
     with take_slot("summarise", settings.worker_summarise_slots, owner, wait=30):
         # Building clusters pending items first: never beside the cluster task.
         with take_slot("cluster", 1, owner, wait=settings.worker_lease_seconds * 10):
             brief_id, _ = build_daily_brief(settings, runtime.sessions(), topic, date.fromisoformat(day),
                                             encoder=runtime.encoder())
+    send_brief.apply_async(args=(brief_id,))
     return brief_id
+
+
+@app.task(name="briefcast.send_brief", base=StageTask)
+def send_brief(brief_id: int) -> list[str]:
+    """One delivery task per subscriber due now and not yet served, and one Slack post."""
+    return _send_due(brief_id)
+
+
+def _send_due(brief_id: int) -> list[str]:
+    from api.slack.post import slack_posting_enabled
+    from digest.delivery import FAILED, SENT, deliveries_for
+    from digest.schedule import subscriber_due
+    from digest.topics import load_topic
+    from store.models import Brief, Subscriber
+
+    settings, sessions = runtime.settings, runtime.sessions()
+    with sessions() as session:
+        brief = session.get(Brief, brief_id)
+        if brief is None:
+            return []
+        topic, day = brief.topic, brief.day
+        subscribers = [(s.id, s.email, s.timezone) for s in session.query(Subscriber).filter(Subscriber.active)
+                       if topic in (s.topics or [])]
+    send_at = load_topic(settings, topic).send_at
+    done = {(d.channel, d.target.strip().lower()) for d in deliveries_for(sessions, topic=topic, day=day)
+            if d.status in (SENT, FAILED)}
+    ttl, queued = settings.worker_brief_retry_seconds, []
+    for sid, email, zone in subscribers:
+        if ("email", email.strip().lower()) in done or not subscriber_due(day, send_at, _zone(zone)):
+            continue
+        if enqueue_once(deliver_email, f"email:{brief_id}:{sid}", ttl, brief_id, sid):
+            queued.append(f"email:{sid}")
+    if slack_posting_enabled(settings) and ("slack", settings.slack_channel.strip().lower()) not in done:
+        if enqueue_once(post_slack, f"slack:{brief_id}", ttl, brief_id):
+            queued.append("slack")
+    return queued
+
+
+def _zone(name: str | None):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")  # validated when the subscriber was added; never block a delivery on it
+
+
+@app.task(name="briefcast.deliver_email", base=StageTask, bind=True)
+def deliver_email(self: Task, brief_id: int, subscriber_id: int) -> dict:
+    """The brief to one subscriber, exactly once (digest.delivery); SMTP trouble is retried."""
+    from digest.mail import send_brief_email
+
+    _unqueue(f"email:{brief_id}:{subscriber_id}")
+    outcome = send_brief_email(runtime.settings, runtime.sessions(), subscriber_id=subscriber_id, brief_id=brief_id,
+                               worker_id=_owner(self))
+    return {"subscriber_id": subscriber_id, "status": outcome.status if outcome else "gone"}
+
+
+@app.task(name="briefcast.post_slack", base=StageTask, bind=True)
+def post_slack(self: Task, brief_id: int) -> dict:
+    """The brief to the configured Slack channel, exactly once; Slack's rate limits are retried."""
+    from api.slack.post import post_brief
+
+    _unqueue(f"slack:{brief_id}")
+    outcome = post_brief(runtime.settings, runtime.sessions(), brief_id, worker_id=_owner(self))
+    return {"brief_id": brief_id, "status": outcome.status if outcome else "gone"}
 
 
 # --- speech recognition ------------------------------------------------------------------------

@@ -4,7 +4,8 @@ topic profiles.
 Beat only ticks; the tasks decide. `refresh_due` enqueues each source whose own due time
 (`refresh_minutes`, backoff after failures) has come; `embed` runs every tick and skips while the
 previous run goes on; `briefs_due` looks at each topic's local clock (its profile's time zone and
-send time) and starts the topic's brief once that time has passed on the topic's local day. A
+send time) and builds the topic's brief once that time has passed on the topic's local day; each
+subscriber gets it at the same send time in their own time zone (never before it is built). A
 tick that a stopped beat missed is caught up by the next one, and a second beat started by
 mistake changes nothing: the run of a topic's day is claimed once in Redis, the brief is built
 once per topic and day, and each delivery is claimed once in the database.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from store.settings import Settings
@@ -59,3 +60,11 @@ def due_briefs(times: Iterable[SendTime], now: datetime | None = None) -> list[t
         if local.time().replace(tzinfo=None) >= entry.at:
             due.append((entry.topic, local.date().isoformat()))
     return due
+
+
+def subscriber_due(day: str, at: time, zone: ZoneInfo, now: datetime | None = None) -> bool:
+    """A subscriber gets the (topic, day) brief at the topic's send time in their own time zone:
+    a reader in Tokyo of a UTC topic gets it as soon as it is built, one in New York at 07:00
+    New York time."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return now >= datetime.combine(date.fromisoformat(day), at, tzinfo=zone)

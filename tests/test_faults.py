@@ -170,3 +170,107 @@ def test_redis_restarted_mid_run_pipeline_resumes(tmp_path, redis_server, pg_url
         assert (lost, duplicated) == (0, 0)
     finally:
         world.close()
+
+
+# --- the brief: SMTP down then up, two beat schedulers ----------------------------------------
+
+TOPIC = """name = "faults"
+title = "Faults"
+description = "export controls on chips and memory bandwidth, open weights and distillation"
+timezone = "UTC"
+send_time = "00:00"
+"""
+
+
+def brief_world(tmp_path: Path, db_url: str) -> World:
+    """Feeds, a topic whose send time (00:00 UTC) has always passed, and one subscriber."""
+    from digest.subscribers import add_subscriber
+
+    world = World(tmp_path, db_url, feeds=3, items=10)
+    world.gate.opened.set()
+    (tmp_path / "topics").mkdir()
+    (tmp_path / "topics" / "faults.toml").write_text(TOPIC)
+    add_subscriber(world.sessions, "reader@example.org", topics=["faults"], timezone="Europe/Berlin")
+    return world
+
+
+def brief_env(tmp_path, pg_url, redis_url, smtp_port: int) -> dict:
+    return briefcast_env(tmp_path / "data", pg_url, redis_url, **(FAST_RECOVERY | dict(
+        worker_briefs_check_seconds=2, worker_refresh_check_seconds=2, worker_embed_every_seconds=2,
+        topics_dir=tmp_path / "topics", smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_timeout=5,
+        smtp_from="briefcast <brief@briefs.example>", summarizer="extractive")))
+
+
+def _deliveries(world: World):
+    from digest.delivery import deliveries_for
+    from datetime import UTC, datetime
+
+    return deliveries_for(world.sessions, topic="faults", day=datetime.now(UTC).date().isoformat())
+
+
+def _briefs(world: World) -> int:
+    import sqlalchemy as sa
+
+    from store.models import Brief
+
+    with world.sessions() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(Brief).where(Brief.topic == "faults"))
+
+
+def test_smtp_down_then_up_the_brief_is_sent_once_late(tmp_path, redis_server, pg_url, farm):
+    from tests.email_helpers import SmtpServer
+
+    import time
+
+    world = brief_world(tmp_path, pg_url)
+    smtp = SmtpServer()  # its port is chosen, but nothing listens there yet: connection refused
+    env = brief_env(tmp_path, pg_url, redis_server.url, smtp.port)
+    try:
+        worker = farm(worker_process("worker", "fetch,embed,summarise,deliver", env, tmp_path / "logs"))
+        beat = farm(beat_process("beat", env, tmp_path / "logs"))
+        refused = wait_until(lambda: [d for d in _deliveries(world) if d.error], 120,
+                             f"a delivery attempt against the closed port\n{worker.tail()}\n{beat.tail()}")
+        down_at = time.monotonic()
+        time.sleep(3)  # a few more refused attempts
+        smtp.start()
+        sent = wait_until(lambda: [d for d in _deliveries(world) if d.status == "sent"], 120,
+                          f"the brief sent once the server is up\n{worker.tail()}")
+        late = time.monotonic() - down_at
+        time.sleep(6)  # three more beat ticks: nothing more may be sent
+        rows = _deliveries(world)
+        print("\nFAULT SMTP down then up: " + json.dumps({
+            "messages_received": len(smtp.received), "delivery_rows": len(rows), "attempts": sent[0].attempts,
+            "first_error": refused[0].error, "seconds_from_first_refusal_to_sent": round(late, 1),
+            "briefs": _briefs(world)}))
+        assert len(smtp.received) == 1 and len(rows) == 1 and rows[0].status == "sent"
+        assert sent[0].attempts >= 2, "the first attempt cannot have succeeded: the server was down"
+        assert smtp.received[0].message["Message-ID"] == rows[0].message_id
+        assert _briefs(world) == 1
+    finally:
+        smtp.stop()
+        world.close()
+
+
+def test_two_beat_schedulers_send_one_brief(tmp_path, redis_server, pg_url, farm):
+    from tests.email_helpers import SmtpServer
+
+    import time
+
+    world = brief_world(tmp_path, pg_url)
+    smtp = SmtpServer().start()
+    env = brief_env(tmp_path, pg_url, redis_server.url, smtp.port)
+    try:
+        worker = farm(worker_process("worker", "fetch,embed,summarise,deliver", env, tmp_path / "logs", concurrency=2))
+        beats = [farm(beat_process(f"beat{n}", env, tmp_path / "logs")) for n in (1, 2)]
+        wait_until(lambda: smtp.received, 120, f"the brief\n{worker.tail()}")
+        time.sleep(8)  # four more ticks of each beat
+        ticks = [p.log.read_text().count("briefcast.briefs_due") for p in beats]
+        rows = _deliveries(world)
+        print("\nFAULT two beat schedulers: " + json.dumps({
+            "briefs_due_sent_by_each_beat": ticks, "messages_received": len(smtp.received),
+            "delivery_rows": len(rows), "briefs": _briefs(world)}))
+        assert all(t >= 2 for t in ticks), "both beats must have been ticking"
+        assert len(smtp.received) == 1 and len(rows) == 1 and _briefs(world) == 1
+    finally:
+        smtp.stop()
+        world.close()

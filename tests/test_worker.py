@@ -14,7 +14,7 @@ import typer
 
 import worker
 from api.commands.worker import worker_argv
-from digest.schedule import SendTime, beat_schedule, due_briefs
+from digest.schedule import SendTime, beat_schedule, due_briefs, subscriber_due
 from ingest.localserver import LocalServer
 from store import repo
 from store.db import open_database
@@ -173,6 +173,14 @@ def test_due_briefs_follow_each_topics_local_clock():
     assert due_briefs(times, datetime(2026, 12, 1, 23, 30, tzinfo=UTC)) == [("tokyo", "2026-12-02"), ("ny", "2026-12-01")]
     # 11:00 UTC = 20:00 in Tokyo (still 1 Dec there), 06:00 in New York: not yet.
     assert due_briefs(times, datetime(2026, 12, 1, 11, 0, tzinfo=UTC)) == [("tokyo", "2026-12-01")]
+
+
+def test_each_subscriber_gets_the_brief_at_the_send_time_in_their_own_zone():
+    at = time(7, 0)
+    built = datetime(2026, 12, 2, 7, 1, tzinfo=UTC)  # a UTC topic's brief of 2 Dec, just built
+    assert subscriber_due("2026-12-02", at, ZoneInfo("Asia/Tokyo"), built)  # 16:01 there: at once
+    assert not subscriber_due("2026-12-02", at, ZoneInfo("America/New_York"), built)  # 02:01 there
+    assert subscriber_due("2026-12-02", at, ZoneInfo("America/New_York"), datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
 
 
 def test_beat_schedule_comes_from_settings(settings):
