@@ -18,7 +18,10 @@ from embed.summarise.outputs import (
     Sentence,
     SourceRef,
     StoryBrief,
+    to_dict,
 )
+from store.models import Brief
+from tests.conftest import make_settings
 
 HOSTILE_SUMMARY = ('Beijing answered the export rules within a day.<script>alert("pwned")</script> '
                    'Labs moved training to domestic chips <img src=x onerror="alert(1)"> within weeks.')
@@ -150,3 +153,19 @@ class SmtpServer:
     @property
     def received(self) -> list[Received]:
         return self.handler.received
+
+
+def mail_settings(tmp_path, db_url, port, **extra):
+    return make_settings(tmp_path, db_url, smtp_host="127.0.0.1", smtp_port=port, smtp_timeout=10.0,
+                         smtp_from="briefcast <brief@briefs.example>", public_base_url="https://briefs.example",
+                         **extra)
+
+
+def store_brief(sessions, brief: DailyBrief | None = None) -> int:
+    """A stored Brief row: build_daily_brief returns it for its (topic, day) instead of building."""
+    brief = brief or sample_brief()
+    with sessions() as session, session.begin():
+        row = Brief(topic=brief.topic, day=brief.day, payload=to_dict(brief), content_hash="x")
+        session.add(row)
+        session.flush()
+        return row.id

@@ -11,10 +11,7 @@ from typer.testing import CliRunner
 from digest.delivery import TransientDeliveryError, deliveries_for, idempotency_key
 from digest.mail import SmtpConfig, SmtpTransport, message_id_for, send_brief_email, write_brief_files
 from digest.subscribers import add_subscriber, list_subscribers
-from embed.summarise.outputs import to_dict
-from store.models import Brief
-from tests.conftest import make_settings
-from tests.email_helpers import Recorder, SmtpServer, free_port, sample_brief
+from tests.email_helpers import Recorder, SmtpServer, free_port, mail_settings, sample_brief, store_brief
 
 DAY = "2026-12-01"
 
@@ -24,21 +21,6 @@ def smtp():
     server = SmtpServer().start()
     yield server
     server.stop()
-
-
-def mail_settings(tmp_path, db_url, port, **extra):
-    return make_settings(tmp_path, db_url, smtp_host="127.0.0.1", smtp_port=port, smtp_timeout=10.0,
-                         smtp_from="briefcast <brief@briefs.example>", public_base_url="https://briefs.example",
-                         **extra)
-
-
-def store_brief(sessions, brief=None) -> int:
-    brief = brief or sample_brief(DAY)
-    with sessions() as session, session.begin():
-        row = Brief(topic=brief.topic, day=brief.day, payload=to_dict(brief), content_hash="x")
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 @pytest.fixture
