@@ -192,11 +192,12 @@ def _fill(item: Item, entry: Entry, url: str | None, chash: str, ehash: str) -> 
     item.truncated = entry.truncated
     item.text_source = entry.text_source
     audio = entry.audio
+    audio_moved = item.audio_url != (audio.url if audio else None)
     item.audio_url = audio.url if audio else None
-    _fill_transcript(item, entry)
+    _fill_transcript(item, entry, audio_moved)
 
 
-def _fill_transcript(item: Item, entry: Entry) -> None:
+def _fill_transcript(item: Item, entry: Entry, audio_moved: bool = False) -> None:
     chosen = entry.transcript
     if entry.segments:
         _set_segments(item, entry.segments)
@@ -208,8 +209,11 @@ def _fill_transcript(item: Item, entry: Entry) -> None:
         # The feed reworded its show notes: the episode's words are still what ASR heard.
         item.text, item.text_source = transcript_text(item.segments), "asr"
         item.content_hash = content_hash(item.title, item.text)
-    elif item.audio_url and item.transcript_status not in ("asr", "published", "failed"):
-        item.transcript_status = "queued"  # audio only: speech recognition picks it up later
+    elif item.audio_url and (item.transcript_status not in ("asr", "published", "failed") or
+                             (item.transcript_status == "failed" and audio_moved)):
+        # Audio only: speech recognition picks it up later. A failed episode is tried again
+        # when its enclosure moves (the publisher fixed it), not on every reworded description.
+        item.transcript_status = "queued"
 
 
 def _set_segments(item: Item, segments: list[Segment]) -> None:

@@ -117,6 +117,18 @@ def test_a_failed_episode_is_retried_when_asked_and_published_ones_are_refused(s
     assert [(e.status, e.error) for e in gone.episodes] == [("skipped", "no such item")]
 
 
+def test_a_failed_episode_is_queued_again_when_its_enclosure_moves(settings, sessions, cast):
+    root, server = cast
+    fetch_feed(settings, sessions, server)
+    transcribe_pending(settings, sessions, transcriber=FakeTranscriber())
+    (root / "feed.xml").write_text(podcast("Reworded.").replace("missing.mp3", "c-fixed.mp3"))
+    shutil.copy(ASR_DATA / "short.wav", root / "audio" / "c-fixed.mp3")
+    fetch_feed(settings, sessions, server)
+    assert by_guid(sessions)["c"].transcript_status == "queued"
+    report = transcribe_pending(settings, sessions, transcriber=FakeTranscriber())
+    assert [(e.title, e.status) for e in report.episodes] == [("Audio missing", "asr")]
+
+
 def test_audio_that_is_not_audio_fails_with_the_reason_and_loses_nothing(settings, sessions, cast):
     root, server = cast
     (root / "audio" / "a.mp3").write_text("<html>moved</html>")
