@@ -441,6 +441,7 @@ def test_a_mention_is_answered_in_its_thread_once_even_when_slack_retries(bot, s
 # --- a real server -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_briefcast_serve_answers_signed_slack_requests(tmp_path, slack):
     """`briefcast serve` with the BRIEFCAST_SLACK_* variables, two uvicorn workers, real HTTP."""
     import os
