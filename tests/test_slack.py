@@ -383,6 +383,15 @@ def test_brief_without_a_stored_brief_says_so(bot, slack):
     assert "is not a date" in bad_day["text"]
 
 
+def test_a_stored_brief_that_cannot_be_read_is_named(bot, slack):
+    client, sessions = bot
+    with sessions() as session, session.begin():
+        session.add(Brief(topic="ai-geopolitics", day=TODAY, payload={"topic": "ai-geopolitics", "cards": 5},
+                          content_hash="h" * 64))
+    answer = post_signed(client, command_body("/brief", "", slack)).json()
+    assert f"(ai-geopolitics, {TODAY}) cannot be read" in answer["text"]
+
+
 def test_a_retried_command_is_acknowledged_without_a_second_answer(bot, slack):
     client, sessions = bot
     store_brief(sessions, make_brief())
@@ -408,6 +417,15 @@ def test_ask_acknowledges_then_answers_with_sources(bot, slack):
     text = all_text(answer["blocks"])
     assert "<https://news.example/a|Chip rules count memory bandwidth>" in text and "2026-11-30" in text
     assert "<https://pod.example/42|Compute Pod 42>" in text and "at 1:01–1:10" in text and "Chip Wire" in text
+
+
+def test_ask_on_an_empty_index_says_nothing_matches(tmp_path, sqlite_url, slack):
+    settings = slack_settings(tmp_path, sqlite_url, slack)
+    with TestClient(create_app(settings)) as client:
+        post_signed(client, command_body("/ask", "export controls", slack))
+        (answer,) = slack.wait_for("/hooks/T0TEAM/1234/13345224")
+    assert_valid_blocks(answer["blocks"])
+    assert "Nothing in the index matches" in all_text(answer["blocks"])
 
 
 def test_ask_without_a_question_explains_usage(bot, slack):
