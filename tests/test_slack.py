@@ -505,3 +505,18 @@ def test_briefcast_serve_answers_signed_slack_requests(tmp_path, slack):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_racing_claims_of_one_event_have_one_winner(sessions):
+    """Two API workers receiving the same retried event at once: the unique key lets one through."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.slack.retries import claim, release, request_key
+
+    key, kind = request_key(json.loads(event_body("EvRace", "<@U0BOT> hi", "1.2")))
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda _: claim(sessions, key, kind), range(8)))
+    assert won.count(True) == 1
+    release(sessions, key)  # a failed handler frees it: Slack's next retry does the work
+    assert claim(sessions, key, kind) is True
+    assert request_key({"type": "url_verification", "challenge": "x"}) is None
