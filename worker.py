@@ -36,7 +36,7 @@ import httpx
 import redis
 import sqlalchemy.exc
 from celery import Celery, Task, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from store.settings import Settings
 
@@ -138,6 +138,12 @@ class Runtime:
 runtime = Runtime()
 
 
+def queues() -> list[Queue]:
+    """Each queue on its own direct exchange and routing key, both named after it (a bare
+    Queue(name) is bound to the default queue's exchange and key: every queue under `fetch`)."""
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
+
+
 def celery_config(settings: Settings) -> dict:
     from digest.schedule import beat_schedule
 
@@ -154,7 +160,7 @@ def celery_config(settings: Settings) -> dict:
         task_serializer="json", result_serializer="json",
         accept_content=["json"], result_accept_content=["json"],
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        task_queues=[Queue(name) for name in QUEUES], task_default_queue="fetch", task_routes=ROUTES,
+        task_queues=queues(), task_default_queue="fetch", task_routes=ROUTES,
         broker_connection_retry_on_startup=True, broker_connection_max_retries=None,  # Redis restarts: wait
         # A task running when the broker connection drops can no longer be acknowledged: stop it
         # rather than let it run on while its redelivered copy runs elsewhere.

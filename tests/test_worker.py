@@ -60,6 +60,16 @@ def test_config_is_json_only_late_acks_and_one_task_at_a_time(settings):
     assert worker.app.conf.broker_url == settings.broker_url  # handed in after the app was configured
 
 
+def test_a_task_lands_in_its_own_queue_only(settings, redis_server):
+    with worker.app.connection_for_write() as conn:
+        for queue in worker.queues():  # as workers of every queue would on start-up
+            queue(conn.default_channel).declare()
+    worker.embed.apply_async()
+    worker.fetch_source.apply_async(args=[1])
+    lengths = {name: redis_server.client().llen(name) for name in worker.QUEUES}
+    assert lengths == {"fetch": 1, "embed": 1, "summarise": 0, "deliver": 0, "asr": 0}
+
+
 def test_only_named_transient_errors_are_retried():
     retried = worker.StageTask.autoretry_for
     assert sa.exc.OperationalError in retried and worker.SlotBusy in retried
