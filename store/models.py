@@ -242,7 +242,7 @@ class Story(Base):
     # Distinct independent publishers: syndicated copies and reposts of one source count once.
     corroboration: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str | None] = mapped_column(SafeString(64))  # of its members' content: the summary cache key
-    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32, normalised: new items join by similarity
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32 mean of member unit vectors (not normalised): average link
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

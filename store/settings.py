@@ -71,8 +71,9 @@ class Settings(BaseSettings):
 
     # Stories, topics and the daily ranking (digest.cluster / digest.topics / digest.rank / digest.compose)
     story_window_hours: float = 72.0  # an item joins a story whose items lie within this many hours of it
-    story_threshold: float = 0.5  # cosine of an item to a story's centroid to join it (MiniLM; see docs/benchmarks.md)
+    story_threshold: float = 0.5  # an item's mean cosine to a story's members to join it (MiniLM; docs/benchmarks.md)
     near_duplicate_overlap: float = 0.85  # shingle Jaccard / containment above which an item is a copy
+    story_languages: list[str] = Field(default_factory=lambda: ["en"])  # what the encoder understands; [] = all
     topics_dir: Path | None = None  # the user's topic profiles (*.toml), read before the bundled ones
     brief_k: int = 5  # stories per brief: the only ones the summariser is called for
     rank_window_hours: float = 72.0  # stories last seen this long before the brief's day end are candidates

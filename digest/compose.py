@@ -1,0 +1,279 @@
+"""The daily brief of one topic: stories -> ranking -> grounded summaries of the top K -> Brief row.
+
+`build_daily_brief` is idempotent: a brief is built once per (topic, day) and every later call,
+in any process, returns the stored copy (which is what gets sent). Two builders racing on the
+same (topic, day) both finish; the unique constraint keeps the first, and the second returns it.
+
+Cost: the summariser is called only for the top K stories, never per item: K insight cards, one
+story brief for the lead story, and podcast insights for at most K stories with episodes. Every
+output goes through the grounding check before it reaches the brief.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.cluster import centroid_of, cluster_pending, distinct_members, story_members
+from digest.insights import group_related
+from digest.rank import Ranking, RankedStory, rank_stories
+from digest.topics import TopicProfile, load_topic
+from digest.vectors import passage_vectors
+from embed.encoder import Encoder
+from embed.index import IndexStore, VectorIndex
+from embed.summarise.base import PassageText, StoryInput, Summarizer
+from embed.summarise.outputs import (
+    DailyBrief,
+    InsightCard,
+    PodcastBrief,
+    PodcastInsight,
+    Sentence,
+    SourceRef,
+    StoryBrief,
+    from_dict,
+    to_dict,
+)
+from store.models import Brief, BriefStory, Item, Passage, Source, Story
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PASSAGES_PER_STORY = 24  # what a summariser reads of one story, most central first
+PASSAGES_PER_ITEM = 4  # so one long transcript cannot crowd the other sources out
+PODCAST_INSIGHTS_PER_EPISODE = 3
+UNVERIFIED_CHARS = 280
+
+
+# --- the summariser, behind one seam -------------------------------------------------------------
+
+
+@dataclass
+class SummaryCalls:
+    """Every output goes through embed.summarise.cache.summarise_story: looked up in the summaries
+    table by the story's content hash first, else made by the backend, support-checked, stored."""
+
+    sessions: sessionmaker[Session] | None
+    summarizer: Summarizer
+    checker: object | None = None  # a GroundingChecker; None: the summariser's own `.grounding`
+
+    def card(self, story: StoryInput, persona: str) -> InsightCard:
+        return self._run(story, "card", persona)
+
+    def story_brief(self, story: StoryInput) -> StoryBrief:
+        return self._run(story, "story_brief")
+
+    def podcast(self, story: StoryInput) -> list[PodcastInsight]:
+        return self._run(story, "podcast_insights", limit=PODCAST_INSIGHTS_PER_EPISODE)
+
+    def _run(self, story: StoryInput, kind: str, persona: str = "", limit: int = 3):
+        from embed.summarise.cache import summarise_story
+
+        return summarise_story(self.sessions, self.summarizer, story, kind, persona, limit=limit, checker=self.checker)
+
+
+def summary_calls(settings: Settings, sessions: sessionmaker[Session], encoder: Encoder,
+                  summarizer: Summarizer | None) -> SummaryCalls:
+    """The configured summariser (embed.summarise.runtime), or the given one with a support check
+    built from settings if it carries none: nothing reaches a brief unchecked."""
+    from embed.summarise.runtime import make_grounding, make_summarizer
+    from embed.summarise.vectors import SentenceVectors
+
+    if summarizer is None:
+        summarizer = make_summarizer(settings, encoder, sessions)
+    checker = getattr(summarizer, "grounding", None) or make_grounding(settings, SentenceVectors(encoder))
+    return SummaryCalls(sessions, summarizer, checker)
+
+
+# --- story inputs ----------------------------------------------------------------------------------
+
+
+def _publisher(source: Source) -> str:
+    return source.title or source.site_url or source.url
+
+
+def source_refs(session: Session, item_ids: list[int]) -> dict[int, SourceRef]:
+    rows = session.execute(select(Item, Source).join(Source, Source.id == Item.source_id).where(Item.id.in_(item_ids))).all()
+    return {i.id: SourceRef(item_id=i.id, title=i.title, url=i.url, publisher=_publisher(s), kind=i.kind,
+                            published=i.published.isoformat() if i.published else None) for i, s in rows}
+
+
+def central_passages(session: Session, item_ids: list[int], centroid: np.ndarray | None, index: VectorIndex | None,
+                     limit: int = PASSAGES_PER_STORY) -> list[Passage]:
+    """The story's passages most similar to its centroid, at most PASSAGES_PER_ITEM per item;
+    in reading order (by item) when no vectors are at hand."""
+    passages = list(session.scalars(select(Passage).where(Passage.item_id.in_(item_ids))
+                                    .order_by(Passage.item_id, Passage.position)))
+    vectors = passage_vectors(index, [p.id for p in passages]) if centroid is not None else {}
+    if vectors:
+        passages.sort(key=lambda p: -float(vectors[p.id] @ centroid) if p.id in vectors else 1.0)
+    taken: dict[int, int] = {}
+    out: list[Passage] = []
+    for passage in passages:
+        if taken.get(passage.item_id, 0) < PASSAGES_PER_ITEM:
+            out.append(passage)
+            taken[passage.item_id] = taken.get(passage.item_id, 0) + 1
+        if len(out) >= limit:
+            break
+    return out
+
+
+def story_input(session: Session, story: Story, profile: TopicProfile, index: VectorIndex | None,
+                kinds: tuple[str, ...] | None = None) -> StoryInput:
+    """What the summariser reads of one story: its distinct members (copies add nothing), their
+    most central passages, and the topic's terms and personas. `kinds` narrows it (episodes only)."""
+    members = [m for m in distinct_members(story_members(session, story.id)) if kinds is None or m.kind in kinds]
+    refs = source_refs(session, [m.item_id for m in members])
+    chosen = central_passages(session, [m.item_id for m in members], centroid_of(story), index)
+    for passage in chosen:  # an episode is cited at its first chosen passage's time
+        ref = refs.get(passage.item_id)
+        if ref is not None and ref.kind == "episode" and ref.start is None:
+            refs[passage.item_id] = replace(ref, start=passage.start, end=passage.end)
+    return StoryInput(
+        story_id=story.id, title=story.title, topic=profile.name,
+        sources=[refs[m.item_id] for m in members if m.item_id in refs],
+        passages=[PassageText(p.id, p.item_id, p.text, p.start, p.end, p.speaker) for p in chosen],
+        topic_terms=list(profile.keywords), personas=list(profile.personas),
+    )
+
+
+# --- unverified claims ---------------------------------------------------------------------------
+
+
+def unverified_claim(story_in: StoryInput, publishers: int) -> Sentence | None:
+    """A posts-only story as one labelled line: its most central post passage, cut short."""
+    if not story_in.passages:
+        return None
+    passage = story_in.passages[0]
+    text = " ".join(passage.text.split())
+    if len(text) > UNVERIFIED_CHARS:
+        text = text[:UNVERIFIED_CHARS].rsplit(" ", 1)[0] + " …"
+    threads = "thread" if publishers == 1 else "threads"
+    return Sentence(text=f"Unverified (only social posts, {publishers} {threads}, carry this): {text}",
+                    passage_ids=[passage.passage_id], unverified=True)
+
+
+def _gather_unverified(cards: list[InsightCard], lead: StoryBrief | None, posts_only: list[Sentence]) -> list[Sentence]:
+    seen: set[str] = set()
+    out: list[Sentence] = []
+    for sentence in [*posts_only, *(s for c in cards for s in c.unverified_claims),
+                     *(lead.unverified_claims if lead else [])]:
+        if sentence.text not in seen:
+            seen.add(sentence.text)
+            out.append(replace(sentence, unverified=True))
+    return out
+
+
+# --- the brief -----------------------------------------------------------------------------------
+
+
+def stored_brief(session: Session, topic: str, day: str) -> tuple[int, DailyBrief] | None:
+    row = session.scalars(select(Brief).where(Brief.topic == topic, Brief.day == day)).first()
+    return None if row is None else (row.id, from_dict(DailyBrief, row.payload))
+
+
+def _has_episode(session: Session, story_id: int) -> bool:
+    return any(m.kind == "episode" for m in distinct_members(story_members(session, story_id)))
+
+
+@dataclass
+class _Composed:
+    cards: list[InsightCard]
+    lead: StoryBrief | None
+    podcasts: PodcastBrief | None
+    unverified: list[Sentence]
+    story_ids: list[int]
+
+
+def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicProfile, day: str, ranking: Ranking,
+            calls: SummaryCalls, encoder: Encoder, index: VectorIndex | None) -> _Composed:
+    with sessions() as session:
+        stories = {s.story_id: session.get(Story, s.story_id) for s in [*ranking.selected, *ranking.scored]}
+        inputs = {s.story_id: story_input(session, stories[s.story_id], profile, index) for s in ranking.selected}
+        cards = [calls.card(inputs[s.story_id], profile.persona) for s in ranking.selected]
+        cards = [c for c in cards if not c.unverified and (c.summary or c.key_insights)]
+        lead = None
+        if ranking.selected:
+            first = ranking.selected[0].story_id
+            lead = calls.story_brief(inputs[first])
+            lead = lead if lead.paragraphs else None
+        podcasts = _podcasts(session, settings, profile, day, ranking, stories, calls, encoder, index)
+        posts_only = []
+        for s in ranking.unverified[: settings.brief_k]:
+            claim = unverified_claim(story_input(session, stories[s.story_id], profile, index), s.details["corroboration"]["count"])
+            if claim is not None:
+                posts_only.append(claim)
+    return _Composed(cards, lead, podcasts, _gather_unverified(cards, lead, posts_only), [c.story_id for c in cards])
+
+
+def _podcasts(session, settings, profile, day, ranking: Ranking, stories, calls: SummaryCalls, encoder,
+              index) -> PodcastBrief | None:
+    """Podcast insights from the best-ranked stories that have episodes: at most K summariser calls."""
+    eligible = sorted((s for s in ranking.scored if not s.posts_only and not s.details.get("off_topic") and s.total > 0),
+                      key=lambda s: (s.rank is None, s.rank or 0, -s.total))
+    with_episodes: list[RankedStory] = [s for s in eligible if _has_episode(session, s.story_id)][: settings.brief_k]
+    insights: list[PodcastInsight] = []
+    for ranked in with_episodes:
+        episode_input = story_input(session, stories[ranked.story_id], profile, index, kinds=("episode",))
+        found = calls.podcast(episode_input)
+        insights.extend(replace(i, story_id=ranked.story_id) for i in found if not i.insight.unverified)
+    if not insights:
+        return None
+    grouped = group_related(insights, encoder, settings.related_insight_threshold, limit=settings.brief_k)
+    return PodcastBrief(topic=profile.name, day=day, insights=grouped)
+
+
+def build_daily_brief(settings: Settings, sessions: sessionmaker[Session], topic: str, day: date, *,
+                      encoder: Encoder | None = None, summarizer: Summarizer | None = None,
+                      calls: SummaryCalls | None = None, now: datetime | None = None) -> tuple[int, DailyBrief]:
+    """The (topic, day) brief: the stored one if it exists, else built, stored and returned.
+
+    Clusters pending items, ranks the topic's stories for the day, summarises the top
+    `settings.brief_k` through the grounding check, stores the Brief and its BriefStory rows.
+    """
+    profile = load_topic(settings, topic)  # an unknown topic fails here, before any work
+    day_str = day.isoformat()
+    with sessions() as session:
+        found = stored_brief(session, topic, day_str)
+    if found is not None:
+        return found
+    if encoder is None:
+        from embed.runtime import make_encoder
+
+        encoder = make_encoder(settings)
+    index = IndexStore(settings.index_dir).load()
+    calls = calls or summary_calls(settings, sessions, encoder, summarizer)
+    cluster_pending(settings, sessions, encoder=encoder, index=index)
+    ranking = rank_stories(settings, sessions, topic, day, encoder=encoder, now=now)
+    composed = compose(settings, sessions, profile, day_str, ranking, calls, encoder, index)
+    brief = DailyBrief(topic=topic, topic_title=profile.title, day=day_str,
+                       generated_at=(now or datetime.now(UTC)).isoformat(), cards=composed.cards, lead=composed.lead,
+                       podcasts=composed.podcasts, unverified=composed.unverified, story_ids=composed.story_ids)
+    return _store(sessions, brief)
+
+
+def _store(sessions: sessionmaker[Session], brief: DailyBrief) -> tuple[int, DailyBrief]:
+    payload = to_dict(brief)
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    try:
+        with sessions() as session, session.begin():
+            row = Brief(topic=brief.topic, day=brief.day, payload=payload, content_hash=digest)
+            session.add(row)
+            session.flush()
+            for rank, story_id in enumerate(brief.story_ids, 1):
+                session.add(BriefStory(brief_id=row.id, story_id=story_id, rank=rank))
+            return row.id, brief
+    except IntegrityError:  # another builder stored it first: theirs is the brief
+        with sessions() as session:
+            found = stored_brief(session, brief.topic, brief.day)
+        if found is None:
+            raise
+        log.info("brief %s %s was built concurrently; returning the stored one", brief.topic, brief.day)
+        return found
