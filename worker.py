@@ -29,6 +29,7 @@ import logging
 import random
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -275,6 +276,19 @@ def _unqueue(key: str) -> None:
     runtime.redis().delete(KEY + "queued:" + key)
 
 
+@contextmanager
+def _queued_until_done(task: Task, key: str):
+    """Keep the task's enqueue_once key while it runs and while its retries are pending, so beat
+    does not send a second copy meanwhile; clear it when it succeeded or gave up."""
+    try:
+        yield
+    except BaseException:
+        if task.request.retries >= task.max_retries:
+            _unqueue(key)
+        raise
+    _unqueue(key)
+
+
 def _owner(task: Task) -> str:
     return task.request.id or f"local-{random.getrandbits(64):x}"
 
@@ -405,13 +419,13 @@ def build_brief(self: Task, topic: str, day: str) -> int:
 
     from digest.compose import build_daily_brief
 
-    _unqueue(f"brief:{topic}:{day}")
     settings, owner = runtime.settings, _owner(self)
-    with take_slot("summarise", settings.worker_summarise_slots, owner, wait=30):
-        # Building clusters pending items first: never beside the cluster task.
-        with take_slot("cluster", 1, owner, wait=settings.worker_lease_seconds * 10):
-            brief_id, _ = build_daily_brief(settings, runtime.sessions(), topic, date.fromisoformat(day),
-                                            encoder=runtime.encoder())
+    with _queued_until_done(self, f"brief:{topic}:{day}"):
+        with take_slot("summarise", settings.worker_summarise_slots, owner, wait=30):
+            # Building clusters pending items first: never beside the cluster task.
+            with take_slot("cluster", 1, owner, wait=settings.worker_lease_seconds * 10):
+                brief_id, _ = build_daily_brief(settings, runtime.sessions(), topic, date.fromisoformat(day),
+                                                encoder=runtime.encoder())
     send_brief.apply_async(args=(brief_id,))
     return brief_id
 
@@ -466,9 +480,9 @@ def deliver_email(self: Task, brief_id: int, subscriber_id: int) -> dict:
     """The brief to one subscriber, exactly once (digest.delivery); SMTP trouble is retried."""
     from digest.mail import send_brief_email
 
-    _unqueue(f"email:{brief_id}:{subscriber_id}")
-    outcome = send_brief_email(runtime.settings, runtime.sessions(), subscriber_id=subscriber_id, brief_id=brief_id,
-                               worker_id=_owner(self))
+    with _queued_until_done(self, f"email:{brief_id}:{subscriber_id}"):
+        outcome = send_brief_email(runtime.settings, runtime.sessions(), subscriber_id=subscriber_id,
+                                   brief_id=brief_id, worker_id=_owner(self))
     return {"subscriber_id": subscriber_id, "status": outcome.status if outcome else "gone"}
 
 
@@ -477,8 +491,8 @@ def post_slack(self: Task, brief_id: int) -> dict:
     """The brief to the configured Slack channel, exactly once; Slack's rate limits are retried."""
     from api.slack.post import post_brief
 
-    _unqueue(f"slack:{brief_id}")
-    outcome = post_brief(runtime.settings, runtime.sessions(), brief_id, worker_id=_owner(self))
+    with _queued_until_done(self, f"slack:{brief_id}"):
+        outcome = post_brief(runtime.settings, runtime.sessions(), brief_id, worker_id=_owner(self))
     return {"brief_id": brief_id, "status": outcome.status if outcome else "gone"}
 
 
