@@ -282,14 +282,15 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = _wrap
+    env.filters["bullet"] = lambda text: _wrap(text, 76, "  ", first="- ")
     return env
 
 
-def _wrap(text: str, width: int = 76, indent: str = "") -> str:
+def _wrap(text: str, width: int = 76, indent: str = "", first: str | None = None) -> str:
     import textwrap
 
-    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent,
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.fill(text, width=width, initial_indent=indent if first is None else first,
+                         subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)

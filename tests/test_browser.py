@@ -10,6 +10,7 @@ gives a true 375 px mobile viewport (which also honours the meta viewport).
 from __future__ import annotations
 
 import base64
+import fcntl
 import io
 import json
 import os
@@ -44,8 +45,10 @@ class Browser:
         self._from_chrome, from_chrome_w = os.pipe()
 
         def wire_fds() -> None:  # Chromium reads commands on fd 3 and writes replies on fd 4
-            os.dup2(to_chrome_r, 3)
-            os.dup2(from_chrome_w, 4)
+            # Move both out of the way first: a pipe may itself be fd 3 or 4 (and non-inheritable).
+            high_r, high_w = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
 
         self.proc = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],

@@ -58,8 +58,9 @@ def parse_day(value: str | None, zone) -> date:
 
 
 def print_files(out, files) -> None:
-    out.print(f"[bold]Brief[/]: {files.html}")
-    out.print(f"  text {files.text}\n  json {files.json}\n  eml  {files.eml} (the message as it would be sent)")
+    out.print(f"[bold]Brief[/]: {files.html.resolve()}")
+    out.print(f"  text {files.text.resolve()}\n  json {files.json.resolve()}\n"
+              f"  eml  {files.eml.resolve()} (the message as it would be sent)")
 
 
 def print_top_insights(out, brief) -> None:

@@ -1,7 +1,10 @@
 """`briefcast run`: the main job on the embedded default.
 
 With internet it reads the real default sources (sources/default.toml or BRIEFCAST_SOURCES);
-offline it serves the bundled sample world on loopback and reads that instead.
+offline it serves the bundled sample world on loopback and reads that instead. Either way the
+same path follows: ingest, embed, one demo search, then today's brief for the first topic
+(stories, ranking, grounded summaries with the configured summariser — extractive by default),
+written as .html, .txt, .json and a ready-to-send .eml, with its top five insights printed.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def run(
     app.out.print(report_table(report))
     app.out.print(summary_line(report))
     _print_stored(app, sessions, source_ids)
-    _embed_and_show(ctx, sessions)
+    encoder = _embed_and_show(ctx, sessions)
+    _brief_and_show(ctx, sessions, encoder)
 
 
 DEMO_QUERY = "How are Chinese open-weight models changing the balance with US closed models?"
@@ -73,6 +77,32 @@ def _embed_and_show(ctx: typer.Context, sessions) -> None:
     for n, hit in enumerate(hits, 1):
         ctx.obj.out.print(f"  {n}. {hit.title} — {hit.source} ({hit.kind})\n     {hit.text[:160]}…")
     ctx.obj.out.print('Ask your own: .venv/bin/briefcast search "..."  ·  API: briefcast apikey create; briefcast serve')
+    return encoder
+
+
+BRIEF_TOPIC = "ai-geopolitics"
+
+
+def _brief_and_show(ctx: typer.Context, sessions, encoder) -> None:
+    """Today's brief (in the topic's time zone), as files; its top five in the terminal."""
+    from datetime import datetime
+
+    from api.commands.digest import print_top_insights
+    from digest.compose import build_daily_brief
+    from digest.mail import write_brief_files
+    from digest.topics import load_topic
+
+    app = ctx.obj
+    settings: Settings = app.settings
+    today = datetime.now(load_topic(settings, BRIEF_TOPIC).zone).date()
+    with app.err.status(f"building today's {BRIEF_TOPIC} brief…"):
+        _, brief = build_daily_brief(settings, sessions, BRIEF_TOPIC, today, encoder=encoder)
+        files = write_brief_files(settings, sessions, brief)
+    app.out.print(f"\n[bold]Brief[/]: {files.html.resolve()}")
+    print_top_insights(app.out, brief)
+    app.out.print(f"\n[bold]Email[/] ready to send: {files.eml.resolve()}  (beside it: {files.text.name}, {files.json.name})")
+    app.out.print("Send it: briefcast subscribers add you@example.org; set BRIEFCAST_SMTP_HOST/_PORT/_FROM; "
+                  "briefcast digest --send")
 
 
 def _configured_sources(settings: Settings) -> list[SourceSpec]:
