@@ -10,10 +10,13 @@ Each run is a child process of its own (`resource.getrusage` peak RSS is then th
   of --chunk-minutes with --overlap-seconds, merged), beam 5, int8, --threads CPU threads;
 - `whole`: faster-whisper's own `model.transcribe(path)` on the same file (decodes the whole file
   and computes one log-mel for it): the baseline the chunking is measured against.
-RTF = transcription seconds / audio seconds (model load excluded, printed apart).
+RTF = transcription wall seconds / audio seconds (model load excluded, printed apart); CPU-RTF =
+CPU seconds (user + system, all threads) / audio seconds, which other work on a shared machine
+moves less than the wall time (with 2 threads on 2 idle cores, RTF ~ CPU-RTF / 2).
 
     .venv/bin/python -m benchmarks.asr [--minutes 10 60] [--models tiny.en base] [--whole tiny.en]
         [--threads 2] [--chunk-minutes 10] [--json results.json]
+    .venv/bin/python -m benchmarks.asr --decode-minutes 30 180   # decoding memory only, no model
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ def child(model: str, path: str, mode: str, threads: int, chunk_minutes: float, 
     started = time.perf_counter()
     transcriber = get_transcriber(model, threads=threads, beam=5)
     loaded = time.perf_counter()
+    at_load = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_loaded = at_load.ru_utime + at_load.ru_stime
     if mode == "chunked":
         segments = transcriber.transcribe(path, language="en", chunk_seconds=chunk_minutes * 60, overlap_seconds=overlap)
         text = " ".join(s.text for s in segments)
@@ -117,8 +122,41 @@ def child(model: str, path: str, mode: str, threads: int, chunk_minutes: float, 
         segments = list(found)
         text = " ".join(s.text.strip() for s in segments)
     done = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"load_s": loaded - started, "transcribe_s": done - loaded, "segments": len(segments),
+                      "cpu_s": usage.ru_utime + usage.ru_stime - cpu_loaded,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "text": text}))
+
+
+DECODE_CHILD = """
+import json, resource, sys
+mode, path = sys.argv[1], sys.argv[2]
+if mode == "stream":  # briefcast's decoding and chunking, the fake model on each chunk
+    from ingest.asr.fake import FakeTranscriber
+    FakeTranscriber().transcribe(path, chunk_seconds=600, overlap_seconds=15)
+else:  # faster-whisper's own whole-file decode
+    from faster_whisper.audio import decode_audio
+    decode_audio(path)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def decode_memory(minutes_list: list[float]) -> None:
+    """Peak RSS of decoding alone, streamed in chunks vs whole-file, for long synthetic files."""
+    from tests.asr_audio import repeated, tones, write_audio
+
+    clip = tones([300 + 50 * ((i * 7) % 19) for i in range(40)])
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in minutes_list:
+            path = write_audio(Path(tmp) / f"{minutes:g}.mp3", repeated(clip, minutes * 60), 16_000, 32_000)
+            peaks = {}
+            for mode in ("stream", "whole"):
+                out = subprocess.run([sys.executable, "-c", DECODE_CHILD, mode, str(path)], cwd=ROOT, check=True,
+                                     capture_output=True, text=True).stdout
+                peaks[mode] = float(out.strip().splitlines()[-1])
+            print(f"  decode {minutes:g} min MP3: streamed {peaks['stream']:,.0f} MB, whole file {peaks['whole']:,.0f} MB "
+                  "peak RSS", flush=True)
+            path.unlink()
 
 
 def run_child(args, model: str, path: Path, mode: str) -> dict:
@@ -137,10 +175,15 @@ def main() -> None:
     parser.add_argument("--chunk-minutes", type=float, default=10.0)
     parser.add_argument("--overlap-seconds", type=float, default=15.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--decode-minutes", type=float, nargs="*", default=[],
+                        help="only measure decoding memory (no model) for these lengths, e.g. 30 180")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "FILE", "MODE"))
     args = parser.parse_args()
     if args.child:
         child(*args.child, args.threads, args.chunk_minutes, args.overlap_seconds)
+        return
+    if args.decode_minutes:
+        decode_memory(args.decode_minutes)
         return
     print(f"load average before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; threads={args.threads}; "
           f"chunks {args.chunk_minutes:g} min, overlap {args.overlap_seconds:g} s", flush=True)
@@ -156,10 +199,12 @@ def main() -> None:
                 got = run_child(args, model, path, mode)
                 row = {"minutes": round(seconds / 60, 1), "model": model, "mode": mode, "rtf": got["transcribe_s"] / seconds,
                        "wer": wer(reference, got["text"]), "peak_rss_mb": got["peak_rss_mb"], "load_s": got["load_s"],
-                       "transcribe_s": got["transcribe_s"], "segments": got["segments"]}
+                       "transcribe_s": got["transcribe_s"], "segments": got["segments"],
+                       "cpu_rtf": got["cpu_s"] / seconds, "load_avg": os.getloadavg()[0]}
                 rows.append(row)
-                print(f"  {model:8} {mode:8} RTF {row['rtf']:.3f}  WER {row['wer']:.1%}  peak RSS {row['peak_rss_mb']:,.0f} MB"
-                      f"  load {row['load_s']:.1f} s  {row['transcribe_s']:.0f} s  {row['segments']} segments", flush=True)
+                print(f"  {model:8} {mode:8} RTF {row['rtf']:.3f}  CPU-RTF {row['cpu_rtf']:.3f}  WER {row['wer']:.1%}  peak RSS {row['peak_rss_mb']:,.0f} MB"
+                      f"  load {row['load_s']:.1f} s  {row['transcribe_s']:.0f} s  {row['segments']} segments"
+                      f"  (load avg {row['load_avg']:.1f})", flush=True)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
