@@ -79,18 +79,20 @@ def transcribe_pending(settings: Settings, sessions: sessionmaker[Session], epis
     _check_chunking(settings)
     with sessions() as session:
         ids = [episode_id] if episode_id is not None else repo.queued_episode_ids(session)
+    explicit = episode_id is not None
     report = TranscribeReport()
     episodes = [_load(sessions, i) for i in ids]
-    if not any(e is not None and _wanted(e, explicit=episode_id is not None) is None for e in episodes):
-        report.episodes = [_skipped(i, e, episode_id is not None) for i, e in zip(ids, episodes)]
+    reasons = [_skip_reason(e, explicit) for e in episodes]
+    if all(reasons):
+        report.episodes = [_skipped(i, e, r) for i, e, r in zip(ids, episodes, reasons)]
         return report
     transcriber = transcriber or make_transcriber(settings)
     report.model = transcriber.model_name
-    for item_id, episode in zip(ids, episodes):
-        if episode is None or _wanted(episode, explicit=episode_id is not None):
-            report.episodes.append(_skipped(item_id, episode, episode_id is not None))
-            continue
-        report.episodes.append(transcribe_episode(settings, sessions, transcriber, episode, progress))
+    for item_id, episode, reason in zip(ids, episodes, reasons):
+        if reason:
+            report.episodes.append(_skipped(item_id, episode, reason))
+        else:
+            report.episodes.append(transcribe_episode(settings, sessions, transcriber, episode, progress))
     return report
 
 
@@ -120,8 +122,10 @@ def _load(sessions: sessionmaker[Session], item_id: int) -> _Episode | None:
         return _Episode(item.id, item.title, item.audio_url, item.language, item.transcript_status)
 
 
-def _wanted(episode: _Episode, explicit: bool) -> str | None:
-    """None when the episode should be transcribed, else why not."""
+def _skip_reason(episode: _Episode | None, explicit: bool) -> str | None:
+    """Why the episode is not to be transcribed; None when it is."""
+    if episode is None:
+        return "no such item"
     if not episode.audio_url:
         return "no audio enclosure"
     if episode.status == "published":
@@ -133,8 +137,7 @@ def _wanted(episode: _Episode, explicit: bool) -> str | None:
     return f"transcript status is {episode.status!r}"
 
 
-def _skipped(item_id: int, episode: _Episode | None, explicit: bool) -> EpisodeOutcome:
-    reason = "no such item" if episode is None else _wanted(episode, explicit) or "not run"
+def _skipped(item_id: int, episode: _Episode | None, reason: str) -> EpisodeOutcome:
     return EpisodeOutcome(item_id, episode.title if episode else "", status="skipped", error=reason)
 
 
