@@ -38,6 +38,12 @@ from store.models import Brief, Subscriber
 from store.settings import Settings
 
 
+# On the wire: headers are not folded below 998 characters (RFC 5322's hard limit). The default
+# 78 would turn a List-Unsubscribe whose <mailto:...> is longer than one line into RFC 2047
+# encoded-words, which RFC 2369 headers must not contain (clients then show no unsubscribe button).
+WIRE = email.policy.SMTP.clone(max_line_length=998)
+
+
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str
@@ -121,7 +127,7 @@ class SmtpTransport:
     def send(self, message: EmailMessage, *, before_data: Callable[[], None] = lambda: None) -> str:
         sender = sender_address(message["From"])
         recipient = parseaddr(str(message["To"]))[1]
-        payload = message.as_bytes(policy=email.policy.SMTP)
+        payload = message.as_bytes(policy=WIRE)
         started_data = False
         try:
             smtp = self._connect()
@@ -272,7 +278,7 @@ def write_brief_files(settings: Settings, sessions: sessionmaker[Session] | None
     _write(files.html, rendered.html.encode("utf-8"))
     _write(files.text, rendered.text.encode("utf-8"))
     _write(files.json, rendered.json.encode("utf-8"))
-    _write(files.eml, message.as_bytes(policy=email.policy.SMTP))
+    _write(files.eml, message.as_bytes(policy=WIRE))
     return files
 
 

@@ -54,6 +54,8 @@ def test_the_received_message_has_both_parts_list_headers_and_clean_links(world,
     assert f"<https://briefs.example/unsubscribe/{token}>" in unsub
     assert re.search(r"<mailto:brief@briefs\.example\?subject=unsubscribe%20" + re.escape(token) + ">", unsub)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    raw_header = re.search(rb"^List-Unsubscribe: (.*)$", got.raw, re.M).group(1)  # as sent: no encoded-words
+    assert raw_header.decode("ascii").strip() == unsub and b"=?" not in raw_header
     assert msg.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]  # the last part is the preferred one
