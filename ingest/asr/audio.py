@@ -33,7 +33,7 @@ class Chunk:
 
 def duration_seconds(path: Path) -> float | None:
     """What the container says, without decoding; None when it does not say."""
-    import av
+    av = _av()
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
@@ -47,7 +47,7 @@ def duration_seconds(path: Path) -> float | None:
 
 def pcm_blocks(path: Path, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
     """The audio stream as 16 kHz mono float32 blocks of about `block_seconds`."""
-    import av
+    av = _av()
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     target = int(block_seconds * SAMPLE_RATE)
@@ -71,6 +71,16 @@ def pcm_blocks(path: Path, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
         yield np.concatenate(pending)
 
 
+def _av():
+    try:
+        import av
+    except ImportError:
+        from ingest.asr.base import TranscriberError
+
+        raise TranscriberError("PyAV is not installed; install the speech extra: pip install -e '.[asr]'") from None
+    return av
+
+
 def _audio_stream(container, path: Path):
     if not container.streams.audio:
         raise AudioError(f"{path.name} has no audio stream")
@@ -78,7 +88,7 @@ def _audio_stream(container, path: Path):
 
 
 def _frames(container, stream):
-    import av
+    av = _av()
 
     packets = container.demux(stream)
     for packet in packets:
