@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = "briefcast <briefcast@localhost>"
     smtp_timeout: float = 30.0  # seconds per SMTP command; keep well under delivery_lease_seconds
+    smtp_ca_file: Path | None = None  # PEM CA bundle for a relay with an in-house certificate (else the system's)
     public_base_url: str = "http://127.0.0.1:8000"  # where the API is reachable: unsubscribe links
     unsubscribe_mailto: str | None = None  # List-Unsubscribe mailto address; default: smtp_from's address
     preview_to: str = "preview@localhost"  # the To of the .eml `briefcast digest` writes
