@@ -53,12 +53,17 @@ class SmtpConfig:
     password: str | None
     timeout: float
     from_addr: str  # "Name <address>"
+    ca_file: str | None = None  # verify the server against this CA bundle instead of the system's
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         return cls(settings.smtp_host, settings.smtp_port, settings.smtp_security, settings.smtp_user, password,
-                   settings.smtp_timeout, settings.smtp_from)
+                   settings.smtp_timeout, settings.smtp_from,
+                   str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)  # hostname and chain verified
 
 
 # --- the message -------------------------------------------------------------------------------
@@ -160,13 +165,13 @@ class SmtpTransport:
     def _connect(self) -> smtplib.SMTP:
         c = self.config
         if c.security == "ssl":
-            return smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=ssl.create_default_context())
+            return smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=c.tls_context())
         return smtplib.SMTP(c.host, c.port, timeout=c.timeout)
 
     def _start(self, smtp: smtplib.SMTP) -> None:
         smtp.ehlo_or_helo_if_needed()
         if self.config.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=self.config.tls_context())
             smtp.ehlo()
         if self.config.user:
             smtp.login(self.config.user, self.config.password or "")
