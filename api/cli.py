@@ -56,6 +56,8 @@ def _register() -> None:
     from api.commands import digest, subscribers
     app.add_typer(subscribers.app, name="subscribers")
     app.command("digest")(digest.digest)
+    from api.commands.explain import explain
+    app.command("explain")(explain)
     from api.slack import cli as slack_cli
     app.add_typer(slack_cli.app, name="slack")
 

@@ -147,20 +147,22 @@ def story_input(session: Session, story: Story, profile: TopicProfile, index: Ve
 # --- unverified claims ---------------------------------------------------------------------------
 
 
-def unverified_claim(story_in: StoryInput, publishers: int) -> Sentence | None:
-    """A posts-only story as one labelled line: its most central post passage, cut short."""
+def unverified_claim(story_in: StoryInput) -> Sentence | None:
+    """A posts-only story as one line: its most central post passage, cut short, citing it. The
+    brief keeps it apart (DailyBrief.unverified, `unverified=True`); renderers label the section."""
     if not story_in.passages:
         return None
     passage = story_in.passages[0]
     text = " ".join(passage.text.split())
     if len(text) > UNVERIFIED_CHARS:
         text = text[:UNVERIFIED_CHARS].rsplit(" ", 1)[0] + " …"
-    threads = "thread" if publishers == 1 else "threads"
-    return Sentence(text=f"Unverified (only social posts, {publishers} {threads}, carry this): {text}",
-                    passage_ids=[passage.passage_id], unverified=True)
+    return Sentence(text=text, passage_ids=[passage.passage_id], unverified=True)
 
 
-def _gather_unverified(cards: list[InsightCard], lead: StoryBrief | None, posts_only: list[Sentence]) -> list[Sentence]:
+def _gather_unverified(cards: list[InsightCard], lead: StoryBrief | None, posts_only: list[Sentence],
+                       limit: int) -> list[Sentence]:
+    """Posts-only stories first, then the post-only claims the support check lifted out of the
+    cards and the story brief; each once, at most `limit`."""
     seen: set[str] = set()
     out: list[Sentence] = []
     for sentence in [*posts_only, *(s for c in cards for s in c.unverified_claims),
@@ -168,7 +170,7 @@ def _gather_unverified(cards: list[InsightCard], lead: StoryBrief | None, posts_
         if sentence.text not in seen:
             seen.add(sentence.text)
             out.append(replace(sentence, unverified=True))
-    return out
+    return out[:limit]
 
 
 # --- the brief -----------------------------------------------------------------------------------
@@ -207,10 +209,10 @@ def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicP
         podcasts = _podcasts(session, settings, profile, day, ranking, stories, calls, encoder, index)
         posts_only = []
         for s in ranking.unverified[: settings.brief_k]:
-            claim = unverified_claim(story_input(session, stories[s.story_id], profile, index), s.details["corroboration"]["count"])
+            claim = unverified_claim(story_input(session, stories[s.story_id], profile, index))
             if claim is not None:
                 posts_only.append(claim)
-    return _Composed(cards, lead, podcasts, _gather_unverified(cards, lead, posts_only), [c.story_id for c in cards])
+    return _Composed(cards, lead, podcasts, _gather_unverified(cards, lead, posts_only, 2 * settings.brief_k), [c.story_id for c in cards])
 
 
 def _podcasts(session, settings, profile, day, ranking: Ranking, stories, calls: SummaryCalls, encoder,
