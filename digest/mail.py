@@ -25,7 +25,6 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.delivery import (
-    DeliveryAttempt,
     DeliveryOutcome,
     PermanentDeliveryError,
     TransientDeliveryError,
