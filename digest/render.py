@@ -186,7 +186,9 @@ def card_view(card: InsightCard, podcast_insights: list[PodcastInsight]) -> Card
         topics=[t for t in map(clean_text, card.topics) if t], best_for=[b for b in map(clean_text, card.best_for) if b],
         attribution=clean_text(card.attribution), reading_minutes=max(1, card.reading_minutes),
         sources=[link_view(s) for s in card.sources], related=[link_view(s) for s in card.related],
-        related_insights=[insight_view(i) for i in podcast_insights if i.story_id == card.story_id],
+        # The story's podcast insights and, flattened under them, the same point from other episodes.
+        related_insights=[insight_view(x) for i in podcast_insights if i.story_id == card.story_id
+                          for x in (i, *i.related)],
     )
 
 
@@ -228,12 +230,14 @@ def select_cards(brief: DailyBrief, persona: str | None, limit: int = TOP_CARDS)
 def brief_view(brief: DailyBrief, *, persona: str | None = None, passage_items: dict[int, int] | None = None,
                unsubscribe_url: str | None = None, web_url: str | None = None) -> BriefView:
     podcast_insights = brief.podcasts.insights if brief.podcasts else []
-    cards = [card_view(c, podcast_insights) for c in select_cards(brief, persona)]
+    shown = select_cards(brief, persona)
+    cards = [card_view(c, podcast_insights) for c in shown]
     lead = lead_view(brief.lead, passage_items or {}) if brief.lead and brief.lead.paragraphs else None
     view = BriefView(
         topic=clean_text(brief.topic), topic_title=clean_text(brief.topic_title) or clean_text(brief.topic),
         day=brief.day, day_long=_long_date(brief.day), cards=cards, lead=lead,
-        podcasts=[insight_view(i) for i in podcast_insights],
+        # An insight shown under its story's card is not repeated in the podcast section.
+        podcasts=[insight_view(i) for i in podcast_insights if i.story_id not in {c.story_id for c in shown}],
         unverified=[t for t in (clean_text(s.text) for s in brief.unverified) if t],
         unsubscribe_url=safe_url(unsubscribe_url), web_url=safe_url(web_url), reading_minutes=1,
     )

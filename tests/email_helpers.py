@@ -77,6 +77,9 @@ def sample_brief(day: str = "2026-12-01") -> DailyBrief:
                        episode=episode, story_id=101,
                        related=[PodcastInsight(insight=s("Releasing models for free undercuts US pricing power.", 602),
                                                episode=other, story_id=101)]),
+        PodcastInsight(insight=s("Sovereign compute budgets in Europe doubled this year.", 603),
+                       episode=ref(2003, "Compute Weekly #10", "Compute Weekly", kind="episode",
+                                   url="https://pod.example/cw10", start=61.0), story_id=999),  # no card
     ])
     return DailyBrief(
         topic="ai-geopolitics", topic_title="AI geopolitics", day=day, generated_at=f"{day}T06:00:00+00:00",

@@ -98,6 +98,11 @@ def test_podcast_brief_links_to_the_moment(rendered):
     assert 'href="https://youtube.com/watch?v=abc&amp;t=3725s"' in html  # escaped in an attribute, as it must be
     assert "at 1:02:05" in html
     assert "Related insights" in html
+    # under its story's card, once; the podcast section has only what no card carries
+    assert html.count("commoditise the model layer") == 1 and rendered.text.count("commoditise the model layer") == 1
+    section = html[html.index("More from the podcasts"):]
+    assert "Sovereign compute budgets" in section and "commoditise" not in section
+    assert 'href="https://pod.example/cw10#t=61"' in section
 
 
 def test_unverified_claims_are_labelled_and_unsubscribe_is_linked(rendered):
