@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
@@ -100,25 +100,25 @@ def _deepen(depth: int, filters: SearchFilters) -> int:
     return depth * 5 if filters != SearchFilters() else depth  # filters drop hits: look further
 
 
-def _apply_filters(ctx: SearchContext, ranked: list[int], filters: SearchFilters, depth: int) -> list[int]:
+def _apply_filters(conn: Connection, ranked: list[int], filters: SearchFilters, depth: int) -> list[int]:
     if filters == SearchFilters() or not ranked:
         return ranked[:depth]
-    with ctx.sessions() as session:
-        allowed = set(session.scalars(_filtered(select(Passage.id), filters).where(Passage.id.in_(ranked))))
+    allowed = set(conn.scalars(_filtered(select(Passage.id), filters).where(Passage.id.in_(ranked))))
     return [i for i in ranked if i in allowed][:depth]
 
 
-def vector_ranking(ctx: SearchContext, snap: Snapshot, query: str, filters: SearchFilters, depth: int) -> list[int]:
+def vector_ranking(ctx: SearchContext, conn: Connection, snap: Snapshot, query: str, filters: SearchFilters,
+                   depth: int) -> list[int]:
     index = snap.vectors
     if index is None or index.count == 0:
         return []
     if index.model_id != ctx.encoder.model_id:
         raise RuntimeError(f"index built with {index.model_id}, search uses {ctx.encoder.model_id}: run `briefcast reindex`")
     _, ids = index.search(ctx.encoder.embed_batch([query]), _deepen(depth, filters))
-    return _apply_filters(ctx, [int(i) for i in ids[0] if i >= 0], filters, depth)
+    return _apply_filters(conn, [int(i) for i in ids[0] if i >= 0], filters, depth)
 
 
-def keyword_ranking(ctx: SearchContext, snap: Snapshot, query: str, filters: SearchFilters, depth: int) -> list[int]:
+def keyword_ranking(conn: Connection, snap: Snapshot, query: str, filters: SearchFilters, depth: int) -> list[int]:
     """BM25 over the query's words, any of them (OR), top `depth` only.
 
     An index written before keywords were versioned with the vectors has no keyword half until
@@ -127,7 +127,7 @@ def keyword_ranking(ctx: SearchContext, snap: Snapshot, query: str, filters: Sea
     terms = keyword_terms(query)
     if not terms or snap.keywords is None:
         return []
-    return _apply_filters(ctx, snap.keywords.search(terms, _deepen(depth, filters)), filters, depth)
+    return _apply_filters(conn, snap.keywords.search(terms, _deepen(depth, filters)), filters, depth)
 
 
 def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
@@ -145,20 +145,36 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
     filters = filters or SearchFilters()
     depth = max(100, 10 * k)
     snap = ctx.reader.snapshot()  # one version for both rankings
-    rankings = []
-    if mode in ("hybrid", "vector"):
-        rankings.append(vector_ranking(ctx, snap, query, filters, depth))
-    if mode in ("hybrid", "keyword"):
-        rankings.append(keyword_ranking(ctx, snap, query, filters, depth))
-    return _hydrate(ctx, _group_by_item(ctx, fuse(rankings)), k)
+    with ctx.sessions() as session:
+        conn = session.connection()  # one connection for the whole search
+        rankings = []
+        if mode in ("hybrid", "vector"):
+            rankings.append(vector_ranking(ctx, conn, snap, query, filters, depth))
+        if mode in ("hybrid", "keyword"):
+            rankings.append(keyword_ranking(conn, snap, query, filters, depth))
+        return _hydrate(conn, _group_by_item(conn, fuse(rankings)), k)
 
 
-def _group_by_item(ctx: SearchContext, fused: list[tuple[int, float]]) -> list[tuple[int, float, int]]:
+# Core statements over plain columns, built once: SQLAlchemy caches their compiled form, and no
+# ORM objects are made per row (profiled: ORM loading of Passage/Item/Source was most of a
+# vector search's time at 1M). Item.text, a whole article, is never read here.
+_IDS = bindparam("ids", expanding=True)
+_PASSAGES, _ITEMS, _SOURCES = Passage.__table__, Item.__table__, Source.__table__
+_OWNERS = select(_PASSAGES.c.id, _PASSAGES.c.item_id).where(_PASSAGES.c.id.in_(_IDS))
+_HIT_ROWS = (
+    select(_PASSAGES.c.id, _PASSAGES.c.text, _PASSAGES.c.start, _PASSAGES.c.end, _PASSAGES.c.speaker,
+           _ITEMS.c.id, _ITEMS.c.title, _ITEMS.c.url, _ITEMS.c.published, _ITEMS.c.kind, _ITEMS.c.language,
+           _SOURCES.c.id, _SOURCES.c.title, _SOURCES.c.url)
+    .join(_ITEMS, _ITEMS.c.id == _PASSAGES.c.item_id).join(_SOURCES, _SOURCES.c.id == _ITEMS.c.source_id)
+    .where(_PASSAGES.c.id.in_(_IDS))
+)
+
+
+def _group_by_item(conn: Connection, fused: list[tuple[int, float]]) -> list[tuple[int, float, int]]:
     """Best passage per item, with how many more of its passages matched."""
     if not fused:
         return []
-    with ctx.sessions() as session:
-        owner = dict(session.execute(select(Passage.id, Passage.item_id).where(Passage.id.in_([p for p, _ in fused]))).all())
+    owner = dict(conn.execute(_OWNERS, {"ids": [p for p, _ in fused]}).all())
     best: dict[int, tuple[int, float, int]] = {}
     for pid, score in fused:
         item = owner.get(pid)
@@ -172,24 +188,19 @@ def _group_by_item(ctx: SearchContext, fused: list[tuple[int, float]]) -> list[t
     return sorted(best.values(), key=lambda t: t[1], reverse=True)
 
 
-def _hydrate(ctx: SearchContext, grouped: list[tuple[int, float, int]], k: int) -> list[SearchHit]:
+def _hydrate(conn: Connection, grouped: list[tuple[int, float, int]], k: int) -> list[SearchHit]:
     top = grouped[:k]
     if not top:
         return []
-    with ctx.sessions() as session:
-        rows = session.execute(
-            select(Passage, Item, Source).join(Item, Item.id == Passage.item_id).join(Source, Source.id == Item.source_id)
-            .where(Passage.id.in_([p for p, _, _ in top]))
-        ).all()
-    by_id = {p.id: (p, i, s) for p, i, s in rows}
+    by_id = {row[0]: row for row in conn.execute(_HIT_ROWS, {"ids": [p for p, _, _ in top]})}
     hits = []
     for pid, score, more in top:
         if pid not in by_id:
             continue
-        p, i, s = by_id[pid]
+        _, text, start, end, speaker, item_id, title, url, published, kind, language, source_id, s_title, s_url = by_id[pid]
         hits.append(SearchHit(
-            item_id=i.id, passage_id=p.id, title=i.title, url=i.url, source=s.title or s.url, source_id=s.id,
-            published=i.published, kind=i.kind, language=i.language, text=p.text, score=round(score, 6),
-            start=p.start, end=p.end, speaker=p.speaker, more_passages=more,
+            item_id=item_id, passage_id=pid, title=title, url=url, source=s_title or s_url, source_id=source_id,
+            published=published, kind=kind, language=language, text=text, score=round(score, 6),
+            start=start, end=end, speaker=speaker, more_passages=more,
         ))
     return hits
