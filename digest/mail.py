@@ -68,10 +68,15 @@ class SmtpConfig:
 # --- the message -------------------------------------------------------------------------------
 
 
+class MailConfigError(ValueError):
+    """A mail setting that cannot work; the message names the setting."""
+
+
 def sender_address(from_addr: str) -> str:
     address = parseaddr(from_addr)[1]
-    if "@" not in address:
-        raise ValueError(f"smtp_from {from_addr!r} has no email address")
+    if address.count("@") != 1 or not all(address.split("@")):
+        raise MailConfigError(f"BRIEFCAST_SMTP_FROM {from_addr!r} has no usable email address, "
+                              "e.g. 'briefcast <brief@example.org>'")
     return address
 
 

@@ -203,6 +203,9 @@ def test_cli_digest_writes_files_and_sends_once(tmp_path, sqlite_url, smtp, monk
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["ana@reader.example", "bo@reader.example"]
     bad = runner.invoke(app, ["digest", "--date", "1 Dec"])
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
+    monkeypatch.setenv("BRIEFCAST_SMTP_FROM", "briefcast")
+    no_sender = runner.invoke(app, ["digest", "--date", DAY])
+    assert no_sender.exit_code == 2 and "BRIEFCAST_SMTP_FROM 'briefcast' has no usable email address" in no_sender.output
     sessions.kw["bind"].dispose()
 
 

@@ -23,7 +23,7 @@ def digest(
 ) -> None:
     """Build (or load) the day's brief, write .html, .txt, .json and .eml, and optionally send it."""
     from digest.compose import build_daily_brief
-    from digest.mail import write_brief_files
+    from digest.mail import MailConfigError, sender_address, write_brief_files
     from digest.topics import TopicError, load_topic
 
     app = ctx.obj
@@ -31,7 +31,8 @@ def digest(
     try:
         profile = load_topic(settings, topic)
         when = parse_day(day, profile.zone)
-    except (TopicError, ValueError) as exc:
+        sender_address(settings.smtp_from)  # before minutes of work, not after
+    except (TopicError, MailConfigError, ValueError) as exc:
         app.err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     sessions = app.sessions()

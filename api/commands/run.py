@@ -35,6 +35,7 @@ def run(
     """Fetch the sources (real ones when reachable, else the sample world) and show what was stored."""
     app = ctx.obj
     settings: Settings = app.settings
+    _check_mail_settings(app)
     specs = _configured_sources(settings)
     server = None
     if offline or not _any_reachable(settings, specs):
@@ -63,7 +64,7 @@ def run(
 DEMO_QUERY = "How are Chinese open-weight models changing the balance with US closed models?"
 
 
-def _embed_and_show(ctx: typer.Context, sessions) -> None:
+def _embed_and_show(ctx: typer.Context, sessions):
     """Index what was stored and answer one question from it, to show the search works."""
     from api.commands.embed import run_embed
     from embed.runtime import search_context
@@ -81,6 +82,17 @@ def _embed_and_show(ctx: typer.Context, sessions) -> None:
 
 
 BRIEF_TOPIC = "ai-geopolitics"
+
+
+def _check_mail_settings(app) -> None:
+    """The .eml needs a sender address: say so before the run, not after minutes of work."""
+    from digest.mail import MailConfigError, sender_address
+
+    try:
+        sender_address(app.settings.smtp_from)
+    except MailConfigError as exc:
+        app.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
 
 
 def _brief_and_show(ctx: typer.Context, sessions, encoder) -> None:
