@@ -41,7 +41,8 @@ def unsubscribe_router(sessions) -> APIRouter:
                      f"<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
                      "value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>")
 
-    @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+    @router.post("/unsubscribe/{token}", response_class=HTMLResponse,
+                 responses={404: {"description": "no subscriber has this token", "content": {"text/html": {}}}})
     def one_click(token: TOKEN) -> HTMLResponse:
         """RFC 8058 one-click unsubscribe (and the confirmation form's button)."""
         view = unsubscribe(sessions, token)
