@@ -187,10 +187,12 @@ def _claim(sessions, key, token, lease_seconds, retry_failed, now, fields) -> _C
             session.add(row)
             session.flush()
             return _Claim(row.id, 1, None)
-    except IntegrityError:
-        pass  # the key exists: someone claimed this delivery before (maybe us, in an earlier run)
+    except IntegrityError as exc:
+        refused = exc  # the key exists (someone claimed this delivery before), or a foreign key is wrong
     with sessions() as session:
-        row = session.scalars(select(Delivery).where(Delivery.idempotency_key == key)).one()
+        row = session.scalars(select(Delivery).where(Delivery.idempotency_key == key)).first()
+    if row is None:
+        raise refused  # not a duplicate key: e.g. a brief_id or subscriber_id that does not exist
     decision = _decide(row, at, lease_seconds, retry_failed)
     if isinstance(decision, DeliveryOutcome):
         return decision

@@ -136,6 +136,15 @@ def test_permanent_errors_are_recorded_and_not_retried(sessions):
     assert once(sessions, send, retry_failed=True).status == "sent" and len(send.calls) == 1
 
 
+def test_a_wrong_brief_id_is_an_error_not_a_claim(sessions):
+    from sqlalchemy.exc import IntegrityError
+
+    send = Sender()
+    with pytest.raises(IntegrityError):
+        once(sessions, send, brief_id=424242)  # no such brief: the foreign key refuses the row
+    assert send.calls == [] and deliveries_for(sessions, topic="ai-geopolitics", day=DAY) == []
+
+
 def test_a_bug_in_the_sender_before_transmitting_frees_the_claim(sessions):
     def broken(attempt):
         raise KeyError("oops")
