@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -189,3 +190,31 @@ def test_the_stored_payload_reads_back_as_the_same_brief(brief_settings, session
     with sessions() as session:
         payload = session.get(Brief, brief_id).payload
     assert to_dict(from_dict(DailyBrief, payload)) == to_dict(brief)
+
+
+SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
+OTHER_POINTS = [
+    "The US Commerce Department added a memory-bandwidth test to its export rule for AI accelerators.",
+    "Portugal is funding two public AI data centres and a Portuguese-language foundation model.",
+    "Meridian cut Atlas-5 prices by 65% and shut its fine-tuning API.",
+    "Grid-connection queues for data centres now run to years in some regions.",
+    "Chinese labs are moving training runs to domestic accelerators because of US sanctions.",
+]
+
+
+@pytest.mark.slow
+def test_seed_002s_related_insights_group_under_its_head_with_minilm(tmp_path):
+    seed = SEEDS / "002_271ca3de4280d624.txt"
+    if not seed.exists():
+        pytest.skip(f"seed 002 not found at {seed}")
+    from embed.encoder import get_encoder
+
+    paragraphs = [p.strip() for p in seed.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    head, related = paragraphs[2], paragraphs[4:]  # after the heading lines and "Related Insights"
+    assert len(related) == 10
+    insights = [_insight(text, n) for n, text in enumerate([head, *related, *OTHER_POINTS], 1)]
+    threshold = make_settings(tmp_path, "sqlite://").related_insight_threshold
+    grouped = group_related(insights, get_encoder("minilm"), threshold)
+    assert grouped[0].insight.text == head
+    assert [r.insight.text for r in grouped[0].related] == related
+    assert [g.insight.text for g in grouped[1:]] == OTHER_POINTS and not any(g.related for g in grouped[1:])
