@@ -99,6 +99,9 @@ def create_app(settings: Settings) -> FastAPI:
     from api.slack.app import slack_router  # POST /slack/events; 503 while Slack is not configured
 
     app.include_router(slack_router(settings, sessions, context))
+    from api.unsubscribe import unsubscribe_router  # the email's unsubscribe link (GET asks, POST acts)
+
+    app.include_router(unsubscribe_router(sessions))
 
     def require_key(request: Request) -> None:
         from store.apikeys import verify_key

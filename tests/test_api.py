@@ -204,3 +204,10 @@ print(json.dumps([before, after]))
     before, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert before == {"torch": False, "faiss": False, "sentence_transformers": False}, out.stderr[-500:]
     assert after["faiss"] is True and after["torch"] is False  # the fake encoder needs no torch
+
+
+def test_the_served_api_answers_the_emails_unsubscribe_link_without_a_key(api):
+    client, _ = api
+    page = client.get("/unsubscribe/no-such-token")
+    assert page.status_code == 200 and 'method="post"' in page.text  # asks; never acts on a GET
+    assert client.post("/unsubscribe/no-such-token").status_code == 404

@@ -16,11 +16,11 @@ from tests.test_refresh import LONG, rss
 BIN = Path(sys.executable).parent / "briefcast"
 
 
-def briefcast(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def briefcast(tmp_path: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")}
     environment |= {"BRIEFCAST_DATA_DIR": str(tmp_path / "data"), "BRIEFCAST_CONFIG": str(tmp_path / "none.toml"),
                     "COLUMNS": "200"} | env
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=environment, timeout=120, cwd=tmp_path)
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=environment, timeout=timeout, cwd=tmp_path)
 
 
 def test_adding_a_loopback_source_is_refused_with_the_setting_named(tmp_path):
@@ -85,6 +85,7 @@ def test_items_list_and_delete(tmp_path):
 
 @pytest.mark.slow
 def test_run_offline_ingests_the_sample_world(tmp_path):
-    result = briefcast(tmp_path, "run", "--offline")
+    # The whole main job with the real MiniLM: ingest, embed, brief (minutes on a loaded 2-core machine).
+    result = briefcast(tmp_path, "run", "--offline", timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Offline" in result.stdout and "Stored" in result.stdout
