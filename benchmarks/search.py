@@ -10,19 +10,22 @@ What it measures, for each N in ``--sizes``, and prints as labelled tables:
    single-query latency p50/p99 (one ``search`` call per query), with FAISS's default OpenMP
    threads (what the API uses) and with one thread.
 2. HTTP API. A fresh SQLite database with one source, N/5 items and N passages (short synthetic
-   text with a Zipf vocabulary; ids 1..N = the index ids), Core ``executemany`` in batches; the
-   index ``kind="auto"`` would choose for N (``--server-index``), committed with
-   ``IndexStore(settings.index_dir)``;
-   an API key; ``briefcast serve`` as a child process on a free 127.0.0.1 port (BRIEFCAST_* env,
-   ``--encoder``, fake by default). Then an httpx async load generator, bounded by request count
-   and wall time, loopback only: ``--requests`` GET /search at each ``--concurrency``, for
-   ``mode=vector`` and ``mode=hybrid``: latency p50/p99, requests/s, errors. Then the same with
-   the server started under OMP_NUM_THREADS=1 (a what-if; ``--no-omp-what-if`` skips it).
-3. Server memory: VmHWM (peak RSS) and VmRSS of the server process from /proc/<pid>/status.
+   text with a Zipf vocabulary; ids 1..N = the index ids), Core ``executemany`` in batches; each
+   batch's texts also go into the tantivy keyword index; the index ``kind="auto"`` would choose
+   for N (``--server-index``) is committed with it as one version by ``IndexStore.writer``.
+   2a. Keyword ranking in-process: an FTS5 table (the engine before tantivy) is built over the
+   same rows as the baseline; ``--keyword-queries`` queries ranked by both, one at a time, at the
+   depth search() asks for: p50/p99, the ratio, top-10 agreement, build seconds and sizes.
+   Then an API key; ``briefcast serve --workers W`` for each W in ``--workers`` as a child process
+   on a free 127.0.0.1 port (BRIEFCAST_* env, ``--encoder``, fake by default), and an httpx async
+   load generator, bounded by request count and wall time, loopback only: ``--requests`` GET
+   /search at each ``--concurrency``, for ``mode=vector`` and ``mode=hybrid``: latency p50/p99,
+   requests/s, errors.
+3. Server memory: VmRSS and VmHWM (peak) summed over the server's processes (/proc/<pid>/status).
 4. Where a request's time goes: the same database and index in-process, requests sent one at a
    time through the ASGI app (``TestClient``), with timers wrapped around the encoder, FAISS
-   ``search``, the keyword SQL, the grouping SQL and the hydration SQL; "outside search()" is
-   auth (one write transaction per request), FastAPI validation, the response model and JSON.
+   ``search``, the keyword ranking, the grouping SQL and the hydration SQL; "outside search()" is
+   auth, FastAPI validation, the response model and JSON.
 5. Real MiniLM (all-MiniLM-L6-v2, torch, CPU) query-embedding latency in-process over 200 short
    queries, one per call, at torch's default threads and at one: add it to the fake-encoder HTTP
    figures for a real deployment.
@@ -33,7 +36,8 @@ machine and takes CPU from the server; the machine may be shared (the load avera
 Run from the repository root:
 
     .venv/bin/python -m benchmarks.search [--sizes 100000,1000000] [--queries 1000]
-        [--encoder fake|minilm] [--requests 1000] [--concurrency 4,16] [--server-index auto|flat|ivf]
+        [--encoder fake|minilm] [--requests 1000] [--concurrency 4,16] [--workers 1,2]
+        [--keyword-queries 300] [--server-index auto|flat|ivf]
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ import numpy as np
 from sqlalchemy import Engine, insert
 
 from embed.index import IndexStore, VectorIndex, choose_kind, ivf_lists
+from embed.search import keyword_terms
 from store.db import make_engine, migrate, session_factory
 from store.models import Item, Passage, Source
 from store.settings import Settings
@@ -319,9 +324,18 @@ class Corpus:
         return out
 
 
-def populate(engine: Engine, n: int, corpus: Corpus, model_id: str) -> float:
-    """One source, n/5 items, n passages with ids 1..n (the FTS5 trigger indexes each); seconds."""
+@dataclass
+class BuildTimes:
+    rows_s: float = 0.0  # inserting items and passages into SQLite
+    tantivy_s: float = 0.0  # adding the texts to the keyword index and committing it
+    fts5_s: float = 0.0  # the baseline: building an FTS5 table over the same passages
+
+
+def populate(engine: Engine, n: int, corpus: Corpus, model_id: str, keywords) -> BuildTimes:
+    """One source, n/5 items, n passages with ids 1..n; each batch's texts also go to `keywords`
+    (the writer's KeywordWriter); then the FTS5 baseline table is built over the same rows."""
     rng = np.random.default_rng(5)
+    times = BuildTimes()
     started = time.perf_counter()
     epoch = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
@@ -338,14 +352,34 @@ def populate(engine: Engine, n: int, corpus: Corpus, model_id: str) -> float:
     for start in range(0, n, INSERT_BATCH):
         stop = min(n, start + INSERT_BATCH)
         texts = corpus.passages(rng, stop - start)
+        ids = list(range(start + 1, stop + 1))
         rows = [{"id": pid, "item_id": (pid - 1) // PASSAGES_PER_ITEM + 1, "position": (pid - 1) % PASSAGES_PER_ITEM,
                  "text": text, "content_hash": f"{pid:064x}", "embedded_model": model_id}
-                for pid, text in zip(range(start + 1, stop + 1), texts, strict=True)]
+                for pid, text in zip(ids, texts, strict=True)]
         with engine.begin() as conn:
             conn.execute(insert(Passage), rows)
-    return time.perf_counter() - started
+        kw_started = time.perf_counter()
+        keywords.add(ids, texts, replace=False)
+        times.tantivy_s += time.perf_counter() - kw_started
+    kw_started = time.perf_counter()
+    keywords.commit()
+    times.tantivy_s += time.perf_counter() - kw_started
+    times.rows_s = time.perf_counter() - started - times.tantivy_s
+    fts_started = time.perf_counter()
+    with engine.begin() as conn:
+        for statement in FTS5_BASELINE:
+            conn.exec_driver_sql(statement)
+    times.fts5_s = time.perf_counter() - fts_started
+    return times
 
 
+# The keyword engine before tantivy (migration 0002, dropped by 0005), rebuilt here as the baseline.
+FTS5_BASELINE = (
+    "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='passages', content_rowid='id', "
+    "tokenize='unicode61 remove_diacritics 2')",
+    "INSERT INTO passages_fts(passages_fts) VALUES ('rebuild')",
+)
+FTS5_QUERY = "SELECT rowid FROM passages_fts WHERE passages_fts MATCH :q ORDER BY bm25(passages_fts) LIMIT :n"
 def create_api_key(engine: Engine) -> str:
     from store.apikeys import create_key
 
@@ -363,7 +397,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
+def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str],
+                   workers: int = 1) -> Iterator[tuple[str, int]]:
     """`briefcast serve` on a free loopback port; yields (base URL, pid) once /health answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | extra_env | {
@@ -371,7 +406,8 @@ def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str]
         "BRIEFCAST_ENCODER": settings.encoder, "BRIEFCAST_NPROBE": str(settings.nprobe),
         "BRIEFCAST_INDEX_KIND": settings.index_kind, "BRIEFCAST_API_HOST": LOOPBACK,
         "BRIEFCAST_CONFIG": str(settings.data_dir / "no-such.toml")}
-    command = [str(Path(sys.executable).parent / "briefcast"), "serve", "--host", LOOPBACK, "--port", str(port)]
+    command = [str(Path(sys.executable).parent / "briefcast"), "serve", "--host", LOOPBACK, "--port", str(port),
+               "--workers", str(workers)]
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://{LOOPBACK}:{port}"
@@ -402,7 +438,7 @@ def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str]
 @dataclass
 class LoadRow:
     n: int
-    server: str  # the server's environment beyond BRIEFCAST_*: "default" or e.g. OMP_NUM_THREADS=1
+    server: str  # how the server ran, e.g. "workers=2"
     load_avg: float  # the 1-minute load average when the run started
     mode: str
     concurrency: int
@@ -414,6 +450,7 @@ class LoadRow:
     max_ms: float
     errors: Counter = field(default_factory=Counter)
     empty: int = 0  # 200 answers with no results
+    server_cpu_ms: float = float("nan")  # the server's CPU per answered request: what load does not inflate
 
     @property
     def per_second(self) -> float:
@@ -458,13 +495,21 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
                    p50, p99, max(latencies, default=0.0) * 1000, errors, empty)
 
 
-def warm_up(base: str, key: str, queries: list[str]) -> float:
-    """The first search loads FAISS and the index file: untimed requests in every mode; seconds."""
+def warm_up(base: str, key: str, queries: list[str], workers: int = 1) -> float:
+    """The first search in each worker loads FAISS and the index files: untimed requests in every
+    mode, over as many connections as workers (so each worker gets some); seconds."""
     started = time.perf_counter()
-    with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=300) as client:
-        for number, mode in enumerate(MODES * 10):
-            response = client.get("/search", params={"q": queries[-1 - number], "k": K, "mode": mode})
-            response.raise_for_status()
+
+    async def warm() -> None:
+        async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=600) as client:
+            async def one(number: int, mode: str) -> None:
+                response = await client.get("/search", params={"q": queries[-1 - number], "k": K, "mode": mode})
+                response.raise_for_status()
+            for round_ in range(10):
+                await asyncio.gather(*(one(round_ * 8 + w * 2 + m, mode) for w in range(max(2, 2 * workers))
+                                       for m, mode in enumerate(MODES)))
+
+    asyncio.run(warm())
     return time.perf_counter() - started
 
 
@@ -475,11 +520,7 @@ class ServerFigures:
     index_file_mb: float
     populate_s: float
     db_mb: float
-    rss_idle_mb: float
-    rss_warm_mb: float
-    rss_end_mb: float
-    hwm_mb: float
-    warm_up_s: float
+    memory: dict[str, tuple[float, float, float, float, float]]  # label -> RSS idle, warm, end, VmHWM, warm-up s
     loads: list[LoadRow]
 
 
@@ -502,12 +543,13 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
     def timed(name: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 if requests:
                     requests[-1][name] = requests[-1].get(name, 0.0) + time.perf_counter() - started
+                    requests[-1][name + " CPU"] = requests[-1].get(name + " CPU", 0.0) + time.thread_time() - cpu
         return wrapper
 
     def timed_search(*args, **kwargs):
@@ -521,9 +563,9 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
 
     original_search, original_make_encoder = search_module.search, runtime.make_encoder
     patched = {(search_module, "vector_ranking"): "vector ranking",
-               (search_module, "keyword_ranking"): "keyword SQL (FTS5 bm25)",
+               (search_module, "keyword_ranking"): "keyword ranking (tantivy)",
                (search_module, "_group_by_item"): "group-by-item SQL",
-               (search_module, "_hydrate"): "hydrate SQL + objects",
+               (search_module, "_hydrate"): "hydrate SQL + hits",
                (VectorIndex, "search"): "FAISS search"}
     originals = {target: getattr(*target) for target in patched}
     try:
@@ -542,18 +584,19 @@ class StageFigures:
     n: int
     mode: str
     requests: int
-    stages: dict[str, tuple[float, float, float]]  # name -> mean, p50, p99 in ms
+    stages: dict[str, tuple[float, float, float, float]]  # name -> wall mean, p50, p99, CPU mean in ms
 
 
-async def _sequential_requests(app, key: str, queries: list[str], mode: str) -> list[float]:
-    """Seconds per GET /search sent one at a time straight into the ASGI app (no sockets)."""
+async def _sequential_requests(app, key: str, queries: list[str], mode: str) -> list[tuple[float, float]]:
+    """(wall, process CPU) seconds per GET /search sent one at a time straight into the ASGI app
+    (no sockets; the CPU includes the client's share of the in-process transport)."""
     totals = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers={"X-API-Key": key}) as client:
         for q in queries:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             response = await client.get("/search", params={"q": q, "k": K, "mode": mode})
-            totals.append(time.perf_counter() - started)
+            totals.append((time.perf_counter() - started, time.process_time() - cpu))
             response.raise_for_status()
     return totals
 
@@ -590,18 +633,23 @@ def measure_stages(settings: Settings, key: str, queries: list[str], count: int,
             per_search.clear()
             totals = asyncio.run(_sequential_requests(app, key, queries[:count], mode))
             stages: dict[str, list[float]] = defaultdict(list)
-            for total, timings in zip(totals, per_search, strict=True):
+            for (total, total_cpu), timings in zip(totals, per_search, strict=True):
                 stages["whole request (in-process ASGI)"].append(total)
+                stages["whole request (in-process ASGI) CPU"].append(total_cpu)
                 for name, seconds in timings.items():
                     stages[name].append(seconds)
-                if "vector ranking" in timings:
-                    inner = timings.get("query embedding", 0.0) + timings.get("FAISS search", 0.0)
-                    stages["  rest of vector ranking"].append(timings["vector ranking"] - inner)
-                stages["outside search(): auth, FastAPI, JSON"].append(total - timings["search()"])
-            figures.append(StageFigures(n, mode, len(totals), {name: summarise(v) for name, v in stages.items()}))
+                for suffix in ("", " CPU"):
+                    if "vector ranking" + suffix in timings:
+                        inner = timings.get("query embedding" + suffix, 0.0) + timings.get("FAISS search" + suffix, 0.0)
+                        stages["  rest of vector ranking" + suffix].append(timings["vector ranking" + suffix] - inner)
+                    outside = (total if not suffix else total_cpu) - timings["search()" + suffix]
+                    stages["outside search(): auth, FastAPI, JSON" + suffix].append(outside)
+            figures.append(StageFigures(n, mode, len(totals), {
+                name: (*summarise(v), float(np.mean(stages.get(name + " CPU", [float("nan")]))) * 1000)
+                for name, v in stages.items() if not name.endswith(" CPU")}))
     auth = summarise(auth_seconds(settings, key, count))
     for figure in figures:
-        figure.stages["  of which auth (verify_key + commit)"] = auth
+        figure.stages["  of which auth (verify_key + commit)"] = (*auth, float("nan"))
     return figures
 
 
@@ -659,12 +707,12 @@ def print_index(figures: list[IndexFigures], clusters: Clusters, queries: int) -
 
 
 def print_server(figures: list[ServerFigures], settings_line: str) -> None:
-    print(f"\n2. HTTP API, briefcast serve (1 uvicorn worker) on loopback, {settings_line}")
-    print(f"{'N':>10}  {'index':<8}{'file MB':>8}{'db MB':>8}{'populate s':>11}{'warm-up s':>10}")
+    print(f"\n2. HTTP API, briefcast serve --workers N on loopback, {settings_line}")
+    print(f"{'N':>10}  {'index':<8}{'file MB':>8}{'db MB':>8}{'populate s':>11}")
     for s in figures:
-        print(f"{s.n:>10,}  {s.index_kind:<8}{s.index_file_mb:>8.0f}{s.db_mb:>8.0f}{s.populate_s:>11.1f}{s.warm_up_s:>10.1f}")
-    print(f"{'N':>10}  {'server env':<18}{'mode':<8}{'conc':>5}{'ok/sent':>11}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'max ms':>9}{'wall s':>8}{'load':>6}  p99<={TARGET_P99_MS:.0f}ms  errors")
+        print(f"{s.n:>10,}  {s.index_kind:<8}{s.index_file_mb:>8.0f}{s.db_mb:>8.0f}{s.populate_s:>11.1f}")
+    print(f"{'N':>10}  {'server':<18}{'mode':<8}{'conc':>5}{'ok/sent':>11}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'max ms':>9}{'CPU ms/req':>11}{'wall s':>8}{'load':>6}  p99<={TARGET_P99_MS:.0f}ms  errors")
     for s in figures:
         for r in s.loads:
             verdict = "met" if r.p99_ms <= TARGET_P99_MS else "MISSED"
@@ -672,19 +720,38 @@ def print_server(figures: list[ServerFigures], settings_line: str) -> None:
             if r.empty:
                 errors += f"; {r.empty} empty answers"
             print(f"{r.n:>10,}  {r.server:<18}{r.mode:<8}{r.concurrency:>5}{f'{r.ok}/{r.sent}':>11}{r.per_second:>8.1f}"
-                  f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.wall_s:>8.1f}{r.load_avg:>6.1f}  {verdict:<12}{errors}")
-    print("\n3. server process memory (/proc/<pid>/status), default server; idle = before the first search")
-    print(f"{'N':>10}  {'RSS idle MB':>12}{'RSS warm MB':>12}{'RSS end MB':>11}{'VmHWM MB':>10}")
+                  f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.server_cpu_ms:>11.2f}{r.wall_s:>8.1f}"
+                  f"{r.load_avg:>6.1f}  {verdict:<12}{errors}")
+    print("\n3. server memory (/proc/<pid>/status summed over the supervisor and its workers; pages of the"
+          "\n   memory-mapped keyword index count once per process that touched them); idle = before the first search")
+    print(f"{'N':>10}  {'server':<12}{'RSS idle MB':>12}{'RSS warm MB':>12}{'RSS end MB':>11}{'VmHWM MB':>10}{'warm-up s':>10}")
     for s in figures:
-        print(f"{s.n:>10,}  {s.rss_idle_mb:>12.0f}{s.rss_warm_mb:>12.0f}{s.rss_end_mb:>11.0f}{s.hwm_mb:>10.0f}")
+        for label, (idle, warm, end, hwm, warm_s) in s.memory.items():
+            print(f"{s.n:>10,}  {label:<12}{idle:>12.0f}{warm:>12.0f}{end:>11.0f}{hwm:>10.0f}{warm_s:>10.1f}")
+
+
+def print_keywords(figures: list[KeywordFigures]) -> None:
+    print("\n2a. keyword ranking in-process, the same passages and queries: SQLite FTS5 bm25 (the baseline,"
+          "\n    the engine before this one) vs tantivy (what search uses); top-depth ids, one query at a time")
+    print(f"{'N':>10}  {'queries':>8}{'depth':>6}{'FTS5 p50':>10}{'p99 ms':>8}{'tantivy p50':>13}{'p99 ms':>8}"
+          f"{'p50 ratio':>10}{'p99 ratio':>10}{'top-10 agree':>13}")
+    for f in figures:
+        print(f"{f.n:>10,}  {f.queries:>8}{f.depth:>6}{f.fts5_p50_ms:>10.2f}{f.fts5_p99_ms:>8.2f}{f.tantivy_p50_ms:>13.2f}"
+              f"{f.tantivy_p99_ms:>8.2f}{f.fts5_p50_ms / f.tantivy_p50_ms:>9.1f}x{f.fts5_p99_ms / f.tantivy_p99_ms:>9.1f}x"
+              f"{f.top10_agreement:>13.3f}")
+    print(f"{'N':>10}  {'rows insert s':>14}{'tantivy build s':>16}{'FTS5 build s':>13}{'tantivy MB':>11}{'FTS5 MB':>9}")
+    for f in figures:
+        print(f"{f.n:>10,}  {f.build.rows_s:>14.1f}{f.build.tantivy_s:>16.1f}{f.build.fts5_s:>13.1f}"
+              f"{f.tantivy_mb:>11.0f}{f.fts5_mb:>9.0f}")
 
 
 def print_stages(figures: list[StageFigures]) -> None:
-    print("\n4. where one request's time goes: in-process, sequential, the same database and index")
-    print(f"{'N':>10}  {'mode':<8}{'stage':<40}{'mean ms':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print("\n4. where one request's time goes: in-process, sequential, the same database and index; wall clock"
+          "\n   (inflated by other load on the machine) and CPU (thread CPU per stage, process CPU per request)")
+    print(f"{'N':>10}  {'mode':<8}{'stage':<40}{'mean ms':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms':>9}")
     for f in figures:
-        for name, (mean, p50, p99) in f.stages.items():
-            print(f"{f.n:>10,}  {f.mode:<8}{name:<40}{mean:>9.2f}{p50:>9.2f}{p99:>9.2f}")
+        for name, (mean, p50, p99, cpu) in f.stages.items():
+            print(f"{f.n:>10,}  {f.mode:<8}{name:<40}{mean:>9.2f}{p50:>9.2f}{p99:>9.2f}{cpu:>9.2f}")
 
 
 def print_verdicts(index: list[IndexFigures], server: list[ServerFigures], nprobe: int) -> None:
@@ -721,8 +788,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-index", choices=("auto", "flat", "ivf"), default="auto",
                         help="which of the two indexes the server gets")
     parser.add_argument("--no-http", action="store_true", help="part 1 only")
-    parser.add_argument("--no-omp-what-if", dest="omp_what_if", action="store_false",
-                        help="skip the second server run with OMP_NUM_THREADS=1")
+    parser.add_argument("--workers", type=ints, default=[1, 2], help="comma-separated uvicorn worker counts")
+    parser.add_argument("--keyword-queries", type=int, default=300, help="queries for FTS5 vs tantivy in-process")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and indexes here (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -734,42 +801,130 @@ def bench_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
                     max_k=defaults["max_k"].default)
 
 
+@dataclass
+class KeywordFigures:
+    """tantivy (what search uses) against the FTS5 baseline, in-process, same texts and queries."""
+
+    n: int
+    queries: int
+    depth: int
+    fts5_p50_ms: float
+    fts5_p99_ms: float
+    tantivy_p50_ms: float
+    tantivy_p99_ms: float
+    top10_agreement: float  # mean |FTS5 top 10 ∩ tantivy top 10| / 10 (tantivy stems and uses FTS5's idf)
+    build: BuildTimes
+    tantivy_mb: float
+    fts5_mb: float
+
+
+def compare_keyword_engines(engine: Engine, store: IndexStore, queries: list[str], count: int, n: int,
+                            build: BuildTimes) -> KeywordFigures:
+    from sqlalchemy import text
+
+    searcher = store.load_keywords()
+    depth = max(100, 10 * K)  # what search() asks of each ranking for k=10
+    fts_times, tantivy_times, agreement = [], [], []
+    statement = text(FTS5_QUERY)
+    with engine.connect() as conn:
+        for q in queries[:count]:
+            terms = keyword_terms(q)
+            started = time.perf_counter()
+            fts = list(conn.scalars(statement, {"q": " OR ".join(f'"{t}"' for t in terms), "n": depth}))
+            fts_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            ours = searcher.search(terms, depth)
+            tantivy_times.append(time.perf_counter() - started)
+            agreement.append(len(set(fts[:K]) & set(ours[:K])) / K if fts else 1.0)
+        fts_pages = conn.exec_driver_sql("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'passages_fts%'").scalar() \
+            if _has_dbstat(conn) else None
+    tantivy_mb = sum(f.stat().st_size for f in searcher.path.iterdir() if f.is_file()) / 2**20
+    return KeywordFigures(n, len(fts_times), depth, *percentiles_ms(fts_times), *percentiles_ms(tantivy_times),
+                          float(np.mean(agreement)), build, tantivy_mb,
+                          (fts_pages or float("nan")) / 2**20)
+
+
+def _has_dbstat(conn) -> bool:
+    try:
+        conn.exec_driver_sql("SELECT 1 FROM dbstat LIMIT 1")
+        return True
+    except Exception:  # SQLite built without the dbstat table: the size is left out
+        return False
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and every descendant (uvicorn --workers N: a supervisor and N worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                todo.extend(int(c) for c in handle.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of pid and its descendants so far (/proc/<pid>/stat)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree_mb(pid: int, field: str = "VmRSS") -> float:
+    return sum(proc_status_kb(p).get(field, 0) for p in process_tree(pid)) / 1024
+
+
 def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[str], model_id: str,
-             root: Path, log: Callable[[str], None]) -> tuple[ServerFigures, list[StageFigures]]:
+             root: Path, log: Callable[[str], None]) -> tuple[ServerFigures, list[StageFigures], KeywordFigures]:
     data_dir = root / f"n{n}"
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = bench_settings(args, data_dir)
     engine = make_engine(settings.db_url)
     migrate(engine)
-    log(f"N={n:,}: inserting {n:,} passages")
-    populate_s = populate(engine, n, corpus, model_id)
+    store = IndexStore(settings.index_dir)
+    log(f"N={n:,}: inserting {n:,} passages, indexing their texts with tantivy, then FTS5")
+    with store.writer(model_id, DIM) as live:  # one version: the vectors built above + the keyword half
+        build = populate(engine, n, corpus, model_id, live.keywords)
+        live.vectors = figures.kept
     key = create_api_key(engine)
+    log(f"N={n:,}: keyword engines in-process (FTS5 baseline vs tantivy)")
+    keywords = compare_keyword_engines(engine, store, queries, args.keyword_queries, n, build)
     engine.dispose()
-    meta = IndexStore(settings.index_dir).commit(figures.kept)
+    meta = store.meta()
     kind = figures.kept.kind
     figures.kept = None  # the server loads its own copy: free ours
+    live = None
     gc.collect()
     index_mb = (settings.index_dir / meta.file).stat().st_size / 2**20
     db_mb = sum(p.stat().st_size for p in data_dir.glob("briefcast.db*")) / 2**20
-    loads = []
-    variants = {"default": {}} | ({"OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}} if args.omp_what_if else {})
-    for label, extra_env in variants.items():
+    loads, memory = [], {}
+    for workers in args.workers:
+        label = f"workers={workers}"
         log(f"N={n:,}: starting briefcast serve ({label})")
-        with running_server(settings, data_dir / f"server-{len(loads)}.log", extra_env) as (base, pid):
-            idle = rss_mb(pid)
-            warm_s = warm_up(base, key, queries)
-            warm = rss_mb(pid)
+        with running_server(settings, data_dir / f"server-{workers}.log", {}, workers) as (base, pid):
+            idle = tree_mb(pid)
+            warm_s = warm_up(base, key, queries, workers)
+            warm = tree_mb(pid)
             for mode in MODES:
                 for concurrency in args.concurrency:
                     log(f"N={n:,}: load {mode} x{concurrency} ({label})")
-                    loads.append(asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n, label)))
-            if label == "default":  # the memory figures are the default server's
-                memory = idle, warm, rss_mb(pid), hwm_mb(pid), warm_s
+                    cpu_before = tree_cpu_s(pid)
+                    row = asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n, label))
+                    row.server_cpu_ms = (tree_cpu_s(pid) - cpu_before) * 1000 / max(1, row.ok)
+                    loads.append(row)
+            memory[label] = (idle, warm, tree_mb(pid), tree_mb(pid, "VmHWM"), warm_s)
     log(f"N={n:,}: stage breakdown in-process")
     stages = measure_stages(settings, key, queries, args.stage_queries, n)
     gc.collect()
-    idle, warm, end, hwm, warm_s = memory
-    return ServerFigures(n, kind, index_mb, populate_s, db_mb, idle, warm, end, hwm, warm_s, loads), stages
+    return ServerFigures(n, kind, index_mb, build.rows_s, db_mb, memory, loads), stages, keywords
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -800,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         model_id = encoder.model_id
     nprobe = Settings.model_fields["nprobe"].default
 
-    index_figures, server_figures, stage_figures = [], [], []
+    index_figures, server_figures, stage_figures, keyword_figures = [], [], [], []
     root = args.workdir or Path(tempfile.mkdtemp(prefix="briefcast-search-bench-"))
     try:
         for n in sorted(args.sizes):
@@ -811,9 +966,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_http:
                 figures.kept = None
                 continue
-            server, stages = run_http(args, n, figures, corpus, text_queries, model_id, root, log)
+            server, stages, keywords = run_http(args, n, figures, corpus, text_queries, model_id, root, log)
             server_figures.append(server)
             stage_figures.extend(stages)
+            keyword_figures.append(keywords)
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -821,6 +977,8 @@ def main(argv: list[str] | None = None) -> int:
     minilm = minilm_latency(encoder, text_queries)
 
     print_index(index_figures, clusters, args.queries)
+    if keyword_figures:
+        print_keywords(keyword_figures)
     if server_figures:
         print_server(server_figures, f"encoder {args.encoder}, nprobe {nprobe}, k={K}, {args.requests} requests "
                                      f"per run (at most {LOAD_DEADLINE_S:.0f} s), httpx async client on this machine")
