@@ -230,9 +230,10 @@ def cluster_items(settings: Settings, session: Session, items: list[Item], index
         touched.add(clusterer.add(session, item, vectors[item.id], report))
         report.items += 1
     session.flush()
-    for state in clusterer.stories:
-        if state.id in touched:
-            refresh_story(session, session.get(Story, state.id), state.centroid)
+    states = {state.id: state for state in clusterer.stories}
+    for story_id in touched:  # stories of a language the encoder lacks are touched but not open
+        state = states.get(story_id)
+        refresh_story(session, session.get(Story, story_id), state.centroid if state else None)
     report.story_ids = sorted(touched)
     return report
 

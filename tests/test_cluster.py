@@ -121,6 +121,9 @@ def test_a_language_the_encoder_does_not_know_stays_a_story_of_its_own(story_set
     embed(story_settings, sessions)
     cluster_pending(story_settings, sessions)
     assert _story_of(sessions)[zh_id] != _story_of(sessions)[ids["rule"]]
+    with sessions() as session:
+        alone = session.get(Story, _story_of(sessions)[zh_id])
+        assert alone.content_hash and alone.item_count == 1 and alone.lead_item_id == zh_id
     # a multilingual encoder: every language joins
     with sessions() as session, session.begin():
         session.query(Story).delete()
