@@ -190,7 +190,10 @@ def main() -> None:
     pool = base_items()
     now = datetime.now(UTC)
     print(f"base items: {len(pool)} real texts; encoder {encoder.model_id}; load {os.getloadavg()[0]:.1f}")
-    results = [run_size(n, pool, encoder, now) for n in (args.small, args.items)]
+    results = []
+    for n in (args.small, args.items):
+        results.append(run_size(n, pool, encoder, now))
+        print(json.dumps(results[-1], default=str), flush=True)  # each size as it ends: a long run shows progress
     print(f"{'items':>6} {'embed s':>8} {'cluster s':>9} {'stories':>7} {'dups':>5} {'rank s':>7} {'compose s':>9} "
           f"{'calls K=5':>24} {'calls K=10':>24}")
     for r in results:
@@ -202,7 +205,6 @@ def main() -> None:
             print(f"N={r['items']} K={k}: {total} summariser calls for {r[f'cards_k{k}']} cards "
                   f"({r[f'candidates_k{k}']} candidate stories ranked), bound 2K+1 = {2 * k + 1}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":
