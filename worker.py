@@ -278,12 +278,14 @@ def _unqueue(key: str) -> None:
 
 @contextmanager
 def _queued_until_done(task: Task, key: str):
-    """Keep the task's enqueue_once key while it runs and while its retries are pending, so beat
-    does not send a second copy meanwhile; clear it when it succeeded or gave up."""
+    """Keep the task's enqueue_once key while it runs and while its retry is pending, so beat does
+    not send a second copy meanwhile; clear it when it succeeded or failed for good (the next
+    tick then tries again)."""
     try:
         yield
-    except BaseException:
-        if task.request.retries >= task.max_retries:
+    except BaseException as exc:
+        will_retry = isinstance(exc, task.autoretry_for) and task.request.retries < task.max_retries
+        if not will_retry:
             _unqueue(key)
         raise
     _unqueue(key)

@@ -23,6 +23,7 @@ Per stage it prints the wall span (first task start to last task end) and the bu
 Run from the repository root:
 
     .venv/bin/python -m benchmarks.pipeline [--items 5000] [--feeds 100] [--encoder minilm|onnx|fake]
+        [--encoder-path data/models/minilm-onnx-int8]
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def run(args, work: Path) -> dict:
                 for f in range(args.feeds):
                     repo.add_source(session, f"{base_url}/f{f:03d}/feed.rss", topic=TOPIC)
             add_subscriber(sessions, "reader@example.org", topics=[TOPIC])
-            env = briefcast_env(work / "data", db_url, redis_server.url, encoder=args.encoder,
+            model = {"encoder_path": args.encoder_path} if args.encoder_path else {}
+            env = briefcast_env(work / "data", db_url, redis_server.url, encoder=args.encoder, **model,
                                 topics_dir=work / "topics", smtp_host="127.0.0.1", smtp_port=smtp.port,
                                 worker_host_slots=4, per_host_concurrency=4,  # one loopback host stands for many
                                 visibility_timeout=3600, worker_briefs_check_seconds=86400)
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--feeds", type=int, default=100)
     parser.add_argument("--encoder", default="minilm", choices=["minilm", "onnx", "fake"])
+    parser.add_argument("--encoder-path", help="the model directory (onnx: the `make onnx` export)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="briefcast-pipeline-"))

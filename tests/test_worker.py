@@ -177,6 +177,12 @@ def test_embed_task_indexes_and_skips_while_another_run_holds_the_lease(settings
     assert done["status"] == "done" and done["passages_embedded"] == done["index_count"] == 4
 
 
+def test_transcribe_task_with_nothing_queued_loads_no_model(settings):
+    open_database(settings.db_url)
+    worker.use_settings(settings.model_copy(update={"asr_model": "no-such-model"}))  # would raise if built
+    assert worker.transcribe.apply().get() == []
+
+
 def test_due_briefs_follow_each_topics_local_clock():
     times = [SendTime("tokyo", ZoneInfo("Asia/Tokyo"), time(7, 0)), SendTime("ny", ZoneInfo("America/New_York"), time(7, 0))]
     # 23:30 UTC on 1 Dec = 08:30 on 2 Dec in Tokyo, 18:30 on 1 Dec in New York.
