@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import pickle
 import time
+from pathlib import Path
 
 from embed.encoder import get_encoder
 from embed.summarise.grounding import DEFAULT_THRESHOLD, GroundingChecker
@@ -33,21 +35,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--fit", action="store_true")
+    parser.add_argument("--cache", type=Path, help="pickle of the sentence scores: embed once, fit many times")
     args = parser.parse_args()
-    checker = GroundingChecker(SentenceVectors(get_encoder(args.encoder)))
+    if args.cache and args.cache.exists():
+        data = pickle.loads(args.cache.read_bytes())
+    else:
+        data = score_sets(GroundingChecker(SentenceVectors(get_encoder(args.encoder))))
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(data))
+    weights, threshold = default_weights(), DEFAULT_THRESHOLD
+    if args.fit:
+        weights, threshold = fit(data)
+        print(f"fitted on dev: {weights}, threshold {threshold}")
+    report(data, weights, threshold)
+
+
+def score_sets(checker: GroundingChecker) -> dict:
     data = {}
     for name in SETS:
         pairs = load(CORPUS, name)
         started = time.perf_counter()
         supports = sentence_supports(checker, pairs)
         print(f"{name}: {len(pairs)} pairs ({sum(p.dev for p in pairs)} dev), "
-              f"{sum(p.consistent for p in pairs)} consistent, scored in {time.perf_counter() - started:.1f} s")
+              f"{sum(p.consistent for p in pairs)} consistent, scored in {time.perf_counter() - started:.1f} s",
+              flush=True)
         data[name] = (pairs, supports)
-    weights, threshold = default_weights(), DEFAULT_THRESHOLD
-    if args.fit:
-        weights, threshold = fit(data)
-        print(f"fitted on dev: {weights}, threshold {threshold}")
-    report(data, weights, threshold)
+    return data
 
 
 def split(data, name, dev: bool, weights):

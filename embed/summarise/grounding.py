@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -64,12 +65,13 @@ def combine(similarity: float, coverage: float, missing_numbers: int, missing_en
 
 def evidence_units(texts: Iterable[str]) -> list[str]:
     """The cited passages as sentences and adjacent sentence pairs: what a claim is compared with."""
-    units: list[str] = []
-    for text in texts:
-        sentences = split_sentences(text)
-        units.extend(sentences)
-        units.extend(f"{a} {b}" for a, b in zip(sentences, sentences[1:]))
-    return units
+    return [u for text in texts for u in _units(text)]
+
+
+@lru_cache(maxsize=20_000)
+def _units(text: str) -> tuple[str, ...]:
+    sentences = split_sentences(text)
+    return (*sentences, *(f"{a} {b}" for a, b in zip(sentences, sentences[1:])))
 
 
 class GroundingChecker:

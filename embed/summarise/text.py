@@ -54,9 +54,11 @@ def tokens(text: str) -> list[str]:
     return [t.lower().replace("\u2019", "'") for t in _WORD.findall(text)]
 
 
-def content_words(text: str) -> set[str]:
+@lru_cache(maxsize=20_000)  # the same passages are evidence for every sentence that cites them
+def content_words(text: str) -> frozenset[str]:
     """Stemmed, lowercased words that carry meaning (no stopwords, no one-letter tokens)."""
-    return {_stem(t.strip("'-")) for t in tokens(text) if t not in STOPWORDS and len(t) > 1 and not t[0].isdigit()}
+    return frozenset(_stem(t.strip("'-")) for t in tokens(text)
+                     if t not in STOPWORDS and len(t) > 1 and not t[0].isdigit())
 
 
 def _canonical_number(raw: str) -> str:
@@ -66,14 +68,16 @@ def _canonical_number(raw: str) -> str:
     return raw.rstrip("%") if raw.endswith("%") else re.sub(r"(bn|billion|million|trillion|m|k)$", "", raw)
 
 
-def numbers(text: str) -> set[str]:
+@lru_cache(maxsize=20_000)
+def numbers(text: str) -> frozenset[str]:
     """Numbers in a canonical form ("1,000" == "1000", "3.0%" == "3"), plus spelled-out small numbers."""
     found = {_canonical_number(m.group(0)) for m in _NUMBER.finditer(text)}
     found |= {_NUMBER_WORDS[t] for t in tokens(text) if t in _NUMBER_WORDS}
-    return {n for n in found if n}
+    return frozenset(n for n in found if n)
 
 
-def entities(text: str) -> set[str]:
+@lru_cache(maxsize=20_000)
+def entities(text: str) -> frozenset[str]:
     """Names, lowercased: capitalised tokens that do not merely start a sentence, acronyms, model names."""
     found: set[str] = set()
     for sentence in split_sentences(text) or [text]:
@@ -84,7 +88,7 @@ def entities(text: str) -> set[str]:
             if (at_start and not mixed) or word.lower() in STOPWORDS:
                 continue
             found.add(word.lower().strip("'’-"))
-    return found
+    return frozenset(found)
 
 
 # Source text that talks to the model instead of the reader: never content, never citable.

@@ -1,0 +1,49 @@
+"""Extractive summaries per story: seconds for card + story brief + podcast insights through
+summarise_story (support check included, no cache), against the bare encoder embedding the same
+story's sentences once in the same run (the floor: every sentence must be embedded anyway).
+
+    .venv/bin/python -m benchmarks.summarise [--encoder fake|minilm] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from embed.encoder import get_encoder
+from embed.summarise.cache import summarise_story
+from embed.summarise.runtime import make_summarizer
+from embed.summarise.text import split_sentences
+from store.settings import Settings
+from tests import summarise_data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--encoder", default="fake")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    encoder = get_encoder(args.encoder)
+    story, episode = summarise_data.injected_story(), summarise_data.episode()
+    sentences = [s for p in story.passages + episode.passages for s in split_sentences(p.text)]
+    encoder.embed_batch(sentences[:4])  # warm up
+    bare = pipeline = 0.0
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        encoder.embed_batch(sentences)
+        bare += time.perf_counter() - started
+        summarizer = make_summarizer(Settings(), encoder)  # a fresh memo: nothing embedded yet
+        started = time.perf_counter()
+        summarise_story(None, summarizer, story, "card", "Policy Maker")
+        summarise_story(None, summarizer, story, "story_brief")
+        summarise_story(None, summarizer, episode, "podcast_insights")
+        pipeline += time.perf_counter() - started
+    print(f"encoder {encoder.model_id}: {len(story.passages)} + {len(episode.passages)} passages, "
+          f"{len(sentences)} sentences")
+    print(f"bare embedding of the sentences: {bare / args.rounds:.3f} s per story")
+    print(f"card + brief + podcast insights, checked: {pipeline / args.rounds:.3f} s per story "
+          f"({pipeline / max(bare, 1e-9):.2f}x the bare embedding)")
+
+
+if __name__ == "__main__":
+    main()
