@@ -789,6 +789,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="which of the two indexes the server gets")
     parser.add_argument("--no-http", action="store_true", help="part 1 only")
     parser.add_argument("--workers", type=ints, default=[1, 2], help="comma-separated uvicorn worker counts")
+    parser.add_argument("--no-minilm", dest="minilm", action="store_false", help="skip part 5 (real encoder latency)")
     parser.add_argument("--keyword-queries", type=int, default=300, help="queries for FTS5 vs tantivy in-process")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and indexes here (default: a temp dir)")
     return parser.parse_args(argv)
@@ -974,7 +975,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     log("MiniLM query embedding")
-    minilm = minilm_latency(encoder, text_queries)
+    minilm = minilm_latency(encoder, text_queries) if args.minilm else "not measured in this run (--no-minilm)"
 
     print_index(index_figures, clusters, args.queries)
     if keyword_figures:
