@@ -212,3 +212,24 @@ def test_worker_command_line(settings):
     assert argv[argv.index("-c") + 1] == "4" and argv[argv.index("-n") + 1] == "fetch@%h"
     with pytest.raises(typer.BadParameter, match="unknown queue"):
         worker_argv("fetch,bogus", None, "info", None, "prefork", settings)
+
+
+def test_send_brief_fans_out_to_due_subscribers_of_the_topic_once(settings, redis_server):
+    from pydantic import SecretStr
+
+    from digest.subscribers import add_subscriber
+    from tests.email_helpers import sample_brief, store_brief
+
+    sessions = open_database(settings.db_url)
+    reader = add_subscriber(sessions, "reader@example.org", topics=["ai-geopolitics"], timezone="Asia/Tokyo")[0]
+    add_subscriber(sessions, "other@example.org", topics=["something-else"])
+    past = store_brief(sessions, sample_brief("2026-11-20"))
+    future = store_brief(sessions, sample_brief("2999-01-01"))
+    queue = redis_server.client()
+    assert worker.send_brief.apply(args=[past]).get() == [f"email:{reader.id}"]
+    assert worker.send_brief.apply(args=[past]).get() == []  # already waiting in the deliver queue
+    assert worker.send_brief.apply(args=[future]).get() == []  # 07:00 of that day has not come anywhere
+    assert queue.llen("deliver") == 1
+    worker.use_settings(settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-test"), "slack_channel": "C0123"}))
+    assert worker.send_brief.apply(args=[past]).get() == ["slack"]
+    assert worker.send_brief.apply(args=[12345]).get() == []  # a brief that is gone
