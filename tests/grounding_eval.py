@@ -58,18 +58,10 @@ def sentence_supports(checker: GroundingChecker, pairs: Sequence[Pair]) -> list[
 
 
 def summary_score(supports: Sequence[Support], weights: dict | None = None) -> float:
-    """The weakest sentence decides; weights override the module's fitted ones (for tuning)."""
+    """The weakest sentence decides; weights override the module's fitted ones (for fitting)."""
     if not supports:
         return 0.0
-    if weights is None:
-        return min(s.score for s in supports)
-    return min(_combine(s, **weights) for s in supports)
-
-
-def _combine(s: Support, similarity_weight: float, number_penalty: float, entity_penalty: float) -> float:
-    score = (similarity_weight * s.similarity + (1 - similarity_weight) * s.coverage
-             - number_penalty * min(len(s.missing_numbers), 2) - entity_penalty * min(len(s.missing_entities), 2))
-    return min(1.0, max(0.0, score))
+    return min(s.score if weights is None else grounding.combine(s, weights) for s in supports)
 
 
 def balanced_accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
@@ -87,5 +79,4 @@ def best_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[flo
 
 
 def default_weights() -> dict:
-    return dict(similarity_weight=grounding.SIMILARITY_WEIGHT, number_penalty=grounding.NUMBER_PENALTY,
-                entity_penalty=grounding.ENTITY_PENALTY)
+    return dict(grounding.WEIGHTS)
