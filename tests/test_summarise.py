@@ -194,3 +194,14 @@ def test_factory(tmp_path):
         make_summarizer(Settings(data_dir=tmp_path, summarizer="llamacpp", llm_gguf_path=str(tmp_path / "x.gguf")), fake)
     openai = make_summarizer(Settings(data_dir=tmp_path, summarizer="openai", llm_model="m", llm_judge=True), fake)
     assert openai.name == "openai" and openai.grounding.judge is not None and openai.fallback.name == "extractive"
+
+
+def test_backends_keep_heavy_imports_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys; from embed.summarise.runtime import make_summarizer; from embed.encoder import get_encoder; "
+            "from store.settings import Settings; make_summarizer(Settings(), get_encoder('fake')); "
+            "print(sorted(m for m in ('llama_cpp', 'torch', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
