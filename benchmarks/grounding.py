@@ -27,6 +27,7 @@ from tests.grounding_eval import (
     balanced_accuracy,
     best_threshold,
     default_weights,
+    gate_subset,
     load,
     sentence_supports,
     summary_score,
@@ -37,14 +38,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--fit", action="store_true")
-    parser.add_argument("--cache", type=Path, help="pickle of the sentence scores: embed once, fit many times")
+    parser.add_argument("--cache", type=Path, help="directory of per-set sentence scores: embed once, fit many times")
+    parser.add_argument("--sets", nargs="*", default=list(SETS), help="score only these (e.g. in parallel runs)")
+    parser.add_argument("--threads", type=int, default=None, help="encoder threads")
     args = parser.parse_args()
-    if args.cache and args.cache.exists():
-        data = pickle.loads(args.cache.read_bytes())
-    else:
-        data = score_sets(GroundingChecker(SentenceVectors(get_encoder(args.encoder))))
-        if args.cache:
-            args.cache.write_bytes(pickle.dumps(data))
+    data = {}
+    checker = None
+    for name in args.sets:
+        cached = args.cache / f"{name}.pkl" if args.cache else None
+        if cached and cached.exists():
+            data[name] = pickle.loads(cached.read_bytes())
+            continue
+        options = {"threads": args.threads} if args.threads and args.encoder != "fake" else {}
+        checker = checker or GroundingChecker(SentenceVectors(get_encoder(args.encoder, **options)))
+        data[name] = score_set(checker, name)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_bytes(pickle.dumps(data[name]))
+    if set(data) != set(SETS):
+        print(f"scored {sorted(data)}; fit and report need all of {SETS}")
+        return
     weights, threshold = default_weights(), DEFAULT_THRESHOLD
     if args.fit:
         weights, threshold = fit(data)
@@ -52,17 +65,14 @@ def main() -> None:
     report(data, weights, threshold)
 
 
-def score_sets(checker: GroundingChecker) -> dict:
-    data = {}
-    for name in SETS:
-        pairs = load(CORPUS, name)
-        started = time.perf_counter()
-        supports = sentence_supports(checker, pairs)
-        print(f"{name}: {len(pairs)} pairs ({sum(p.dev for p in pairs)} dev), "
-              f"{sum(p.consistent for p in pairs)} consistent, scored in {time.perf_counter() - started:.1f} s",
-              flush=True)
-        data[name] = (pairs, supports)
-    return data
+def score_set(checker: GroundingChecker, name: str):
+    pairs = load(CORPUS, name)
+    started = time.perf_counter()
+    supports = sentence_supports(checker, pairs)
+    print(f"{name}: {len(pairs)} pairs ({sum(p.dev for p in pairs)} dev), "
+          f"{sum(p.consistent for p in pairs)} consistent, scored in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return pairs, supports
 
 
 def split(data, name, dev: bool, weights):
@@ -120,6 +130,13 @@ def fit(data) -> tuple[dict, float]:
 
 
 def report(data, weights, threshold) -> None:
+    for name in data:
+        pairs, supports = data[name]
+        by_pair = dict(zip(map(id, pairs), supports))
+        gate = gate_subset(pairs)
+        gate_scores = [summary_score(by_pair[id(p)], weights) for p in gate]
+        gate_ba = balanced_accuracy(gate_scores, [p.consistent for p in gate], threshold)
+        print(f"{name:20} gate subset ({len(gate)} pairs): {gate_ba:.3f}")
     print(f"{'set':20} {'held-out n':>10} {'BA (shared threshold)':>22} {'BA (own dev threshold)':>23}")
     for name in data:
         scores, labels = split(data, name, False, weights)

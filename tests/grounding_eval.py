@@ -21,6 +21,7 @@ from embed.summarise.grounding import GroundingChecker, Support
 from embed.summarise.text import split_sentences
 
 SETS = ("summedits_news", "summedits_podcast", "qags_cnndm", "qags_xsum")
+GATE_PAIRS = 300  # the quality gate scores at most this many held-out pairs per set (every k-th)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ def load(corpus: Path, name: str) -> list[Pair]:
     rows = json.loads((base / "qags-unieval" / f"{name}.json").read_text())
     return [Pair(r["source"], r["system_output"], float(r["scores"]["consistency"]) > 0.5, int(r["doc_id"]) % 3 == 0)
             for r in rows]
+
+
+def gate_subset(pairs: Sequence[Pair]) -> list[Pair]:
+    held_out = [p for p in pairs if not p.dev]
+    return held_out[:: max(1, -(-len(held_out) // GATE_PAIRS))]
 
 
 def sentence_supports(checker: GroundingChecker, pairs: Sequence[Pair]) -> list[list[Support]]:
