@@ -82,6 +82,7 @@ class VectorIndex:
 
     def __init__(self, faiss_index, model_id: str, dim: int, kind: str) -> None:
         self.index, self.model_id, self.dim, self.kind = faiss_index, model_id, dim, kind
+        self.threads: int | None = None  # OpenMP threads per search; None: FAISS's default
 
     @classmethod
     def empty(cls, model_id: str, dim: int) -> VectorIndex:
@@ -134,6 +135,10 @@ class VectorIndex:
         if self.count == 0:
             n = len(queries)
             return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
+        if self.threads:
+            # The OpenMP thread count belongs to the calling thread: a server answers on many
+            # threads, so it is set on each, not once at load (where it limited only the loader).
+            _faiss().omp_set_num_threads(self.threads)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.count))
 
     def ids(self) -> list[int]:
@@ -372,8 +377,7 @@ class IndexReader:
             return Snapshot(None, None)
         index = self.store.load(meta)
         index.set_nprobe(self.nprobe)
-        if self.threads:
-            _faiss().omp_set_num_threads(self.threads)
+        index.threads = self.threads
         return Snapshot(index, self.store.load_keywords(meta))
 
 

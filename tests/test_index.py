@@ -161,3 +161,26 @@ def test_reader_applies_nprobe_on_every_load(tmp_path):
     with store.writer("m", DIM) as live:
         live.vectors = VectorIndex.build("m", np.arange(3000), vectors(3000, seed=5), kind="ivf", nprobe=16)
     assert IndexReader(store, nprobe=64).current().index.nprobe == 64
+
+
+def test_reader_limits_faiss_threads_on_the_thread_that_searches(tmp_path):
+    """OpenMP's thread count is per calling thread: a limit set only where the index was loaded
+    would not hold on the server's other threads."""
+    import threading
+
+    import faiss
+
+    store = IndexStore(tmp_path)
+    with store.writer("m", DIM) as live:
+        live.add(np.arange(50), vectors(50), texts(range(50)))
+    index = IndexReader(store, threads=1).current()
+    seen = []
+
+    def search_elsewhere():
+        index.search(vectors(1), k=3)
+        seen.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=search_elsewhere)
+    worker.start()
+    worker.join()
+    assert seen == [1]
