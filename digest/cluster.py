@@ -81,6 +81,13 @@ def overlap(a: frozenset[str], b: frozenset[str]) -> float:
     return max(jaccard, shared / smaller) if smaller >= MIN_CONTAINMENT_SHINGLES else jaccard
 
 
+def _could_overlap(a: int, b: int, threshold: float) -> bool:
+    """Whether two shingle sets of these sizes can reach the threshold: Jaccard is at most
+    min/max; containment needs the smaller set to be long enough to count."""
+    small, large = min(a, b), max(a, b)
+    return small > 0 and (small >= MIN_CONTAINMENT_SHINGLES or small >= threshold * large)
+
+
 @dataclass
 class _Member:
     item_id: int
@@ -98,9 +105,6 @@ class _StoryState:
     last_seen: datetime
     members: list[_Member] | None = None  # distinct members' shingles, loaded on first need
 
-    def within(self, when: datetime, window: timedelta) -> bool:
-        return self.first_seen - window <= when <= self.last_seen + window
-
     def absorb(self, vector: np.ndarray, when: datetime) -> None:
         self.centroid = (self.centroid * self.distinct + vector) / (self.distinct + 1)
         self.distinct += 1
@@ -117,7 +121,8 @@ class Clusterer:
         self.near_duplicate = settings.near_duplicate_overlap
         self.index, self.encoder = index, encoder
         self.stories: list[_StoryState] = []
-        self._matrix: np.ndarray | None = None
+        self._matrix: np.ndarray | None = None  # row n: stories[n].centroid
+        self._seen: np.ndarray | None = None  # row n: stories[n] first/last seen, epoch seconds
 
     def understood(self, language: str | None) -> bool:
         """Whether the encoder's vectors mean anything for this language (unknown: assume so)."""
@@ -134,19 +139,31 @@ class Clusterer:
                                             max(distinct, 1), story.first_seen, story.last_seen))
         self._matrix = None
 
-    def _centroids(self) -> np.ndarray:
-        if self._matrix is None or len(self._matrix) != len(self.stories):
-            self._matrix = np.stack([s.centroid for s in self.stories]) if self.stories else None
-        return self._matrix
+    def _rebuild(self) -> None:
+        if self.stories:
+            self._matrix = np.stack([s.centroid for s in self.stories])
+            self._seen = np.array([[s.first_seen.timestamp(), s.last_seen.timestamp()] for s in self.stories])
+        else:
+            self._matrix = self._seen = None
 
-    def candidates(self, vector: np.ndarray, when: datetime) -> list[tuple[float, _StoryState]]:
-        """Open stories within the window, most similar first."""
-        matrix = self._centroids()
-        if matrix is None:
+    def _changed(self, n: int) -> None:
+        """Story n absorbed an item: update its rows in place (restacking per item costs O(stories))."""
+        if self._matrix is not None and n < len(self._matrix):
+            story = self.stories[n]
+            self._matrix[n] = story.centroid
+            self._seen[n] = (story.first_seen.timestamp(), story.last_seen.timestamp())
+
+    def candidates(self, vector: np.ndarray, when: datetime) -> list[tuple[float, int]]:
+        """(similarity, story row) of the open stories within the window, most similar first."""
+        if self._matrix is None or len(self._matrix) != len(self.stories):
+            self._rebuild()
+        if self._matrix is None:
             return []
-        sims = matrix @ vector
+        t, window = when.timestamp(), self.window.total_seconds()
+        inside = np.flatnonzero((self._seen[:, 0] - window <= t) & (t <= self._seen[:, 1] + window))
+        sims = self._matrix[inside] @ vector
         order = np.argsort(-sims)
-        return [(float(sims[n]), self.stories[n]) for n in order if self.stories[n].within(when, self.window)]
+        return [(float(sims[n]), int(inside[n])) for n in order]
 
     def add(self, session: Session, item: Item, vector: np.ndarray, report: ClusterReport) -> int:
         """Place one item; returns its story id."""
@@ -155,19 +172,22 @@ class Clusterer:
         if not self.understood(item.language):
             return self._new_story(session, item, vector, when, mine, report, open_to_others=False)
         ranked = self.candidates(vector, when)
-        for similarity, story in ranked[:DUPLICATE_CANDIDATES]:
+        for similarity, row in ranked[:DUPLICATE_CANDIDATES]:
+            story = self.stories[row]
             original = self._original_of(session, story, mine)
             if original is not None:
                 session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=similarity, duplicate_of=original))
                 story.first_seen, story.last_seen = min(story.first_seen, when), max(story.last_seen, when)
+                self._changed(row)
                 report.duplicates += 1
                 return story.id
         if ranked and ranked[0][0] >= self.threshold:
-            similarity, story = ranked[0]
+            similarity, row = ranked[0]
+            story = self.stories[row]
             session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=similarity))
             self._remember(session, story, item.id, mine)
             story.absorb(vector, when)
-            self._matrix = None
+            self._changed(row)
             report.joined += 1
             return story.id
         return self._new_story(session, item, vector, when, mine, report)
@@ -187,10 +207,10 @@ class Clusterer:
     def _original_of(self, session: Session, story: _StoryState, mine: frozenset[str]) -> int | None:
         if story.members is None:
             story.members = _load_members(session, story.id)
-        best = max(story.members, key=lambda m: overlap(mine, m.shingles), default=None)
-        if best is not None and overlap(mine, best.shingles) >= self.near_duplicate:
-            return best.item_id
-        return None
+        scored = [(overlap(mine, m.shingles), m.item_id) for m in story.members
+                  if _could_overlap(len(mine), len(m.shingles), self.near_duplicate)]
+        best = max(scored, default=None)
+        return best[1] if best is not None and best[0] >= self.near_duplicate else None
 
     def _remember(self, session: Session, story: _StoryState, item_id: int, mine: frozenset[str]) -> None:
         if story.members is None:
@@ -207,11 +227,20 @@ def _load_members(session: Session, story_id: int) -> list[_Member]:
     return [_Member(r[0], shingles_of(f"{r[1]} {r[2]}")) for r in rows]
 
 
-def pending_items(session: Session, limit: int | None = None) -> list[Item]:
+def pending_query():
     """Items in no story, oldest first, so each story's first item is its earliest."""
-    query = (select(Item).outerjoin(StoryItem, StoryItem.item_id == Item.id).where(StoryItem.id.is_(None))
-             .order_by(Item.published.asc().nulls_last(), Item.id))
-    return list(session.scalars(query.limit(limit) if limit else query))
+    return (select(Item.id).outerjoin(StoryItem, StoryItem.item_id == Item.id).where(StoryItem.id.is_(None))
+            .order_by(Item.published.asc().nulls_last(), Item.id))
+
+
+def pending_items(session: Session, limit: int | None = None) -> list[Item]:
+    ids = list(session.scalars(pending_query().limit(limit) if limit else pending_query()))
+    return _items_in_order(session, ids)
+
+
+def _items_in_order(session: Session, ids: list[int]) -> list[Item]:
+    found = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
 
 
 def cluster_items(settings: Settings, session: Session, items: list[Item], index: VectorIndex | None,
@@ -247,24 +276,23 @@ def cluster_pending(settings: Settings, sessions: sessionmaker[Session], *, enco
     """
     if index is None:
         index = IndexStore(settings.index_dir).load()
+    with sessions() as session:
+        pending = list(session.scalars(pending_query()))  # items arriving meanwhile wait for the next run
+    if limit is not None:
+        pending = pending[:limit]
     total = ClusterReport()
     clusterer: Clusterer | None = None
-    done_ids: set[int] = set()
-    while True:
+    for start in range(0, len(pending), CHUNK):
         with sessions() as session, session.begin():
-            items = [i for i in pending_items(session) if i.id not in done_ids][:CHUNK]
-            if limit is not None:
-                items = items[: max(0, limit - total.items - total.skipped)]
+            chunk = pending[start:start + CHUNK]
+            placed = set(session.scalars(select(StoryItem.item_id).where(StoryItem.item_id.in_(chunk))))
+            items = [i for i in _items_in_order(session, chunk) if i.id not in placed]  # by a run meanwhile
             if not items:
-                break
+                continue
             if clusterer is None:
                 clusterer = Clusterer(settings, index, encoder)
                 clusterer.load_open_stories(session, min(item_time(i) for i in items))
-            report = cluster_items(settings, session, items, index, encoder, clusterer)
-            for state in clusterer.stories:
-                state.members = None  # re-read next chunk: the ORM rows belong to this session
-        done_ids.update(i.id for i in items)
-        _merge(total, report)
+            _merge(total, cluster_items(settings, session, items, index, encoder, clusterer))
     total.story_ids = sorted(set(total.story_ids))
     return total
 
