@@ -18,11 +18,11 @@ from tests.grounding_eval import SETS, balanced_accuracy, gate_subset, load, sen
 
 pytestmark = pytest.mark.slow
 
-PINNED = {  # measured (held-out subset) minus about 0.02
-    "summedits_news": 0.0,
-    "summedits_podcast": 0.0,
-    "qags_cnndm": 0.0,
-    "qags_xsum": 0.0,
+PINNED = {  # measured 2026-12-01 on these subsets (docs/benchmarks.md) minus about 0.02
+    "summedits_news": 0.52,  # measured 0.538
+    "summedits_podcast": 0.49,  # measured 0.509
+    "qags_cnndm": 0.50,  # measured 0.521
+    "qags_xsum": 0.63,  # measured 0.650
 }
 
 

@@ -29,7 +29,11 @@ there there's these they they'd they'll they're they've this those through to to
 wasn't we we'd we'll we're we've were weren't what what's when when's where where's which while who who's whom
 why why's will with won't would wouldn't you you'd you'll you're you've your yours yourself yourselves said says
 say one also like just get got us many much may might must new would could well even still yet however
-""".split())
+""".split()) | frozenset(  # words about the summary itself ("the speaker discusses"), not about the world
+    """document article text piece author writer speaker speakers host hosts guest podcast episode transcript
+    summary discuss discusses discussed discussing explain explains explained describe describes described
+    mention mentions mentioned highlight highlights highlighted talk talks talked note notes noted
+    provide provides provided share shares shared""".split())
 
 _WORD = re.compile(r"[A-Za-z\u00C0-\u024F][\w'\u2019-]*|\d[\d,.]*%?")
 _NUMBER = re.compile(r"(?<![\w.])[$€£]?\d[\d,]*(?:\.\d+)?(?:%|\s?(?:percent|bn|billion|million|trillion|m|k))?")
