@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -342,6 +343,8 @@ class IndexReader:
         self._meta: IndexMeta | None = None
         self._snapshot = Snapshot(None, None)
         self._stamp: tuple[int, int] | None = None
+        self._loading = threading.Lock()
+        self._loaded_once = False
 
     def _pointer_stamp(self) -> tuple[int, int] | None:
         try:
@@ -354,23 +357,35 @@ class IndexReader:
         return self.snapshot().vectors
 
     def snapshot(self) -> Snapshot:
-        """Per query on the hot path: a stat() when nothing changed, a reload when a writer committed."""
+        """Per query on the hot path: a stat() when nothing changed, a reload when a writer committed.
+
+        One thread loads; the others meanwhile answer from the version they had, or, before the
+        first load (nothing to answer from), wait for it rather than answer empty.
+        """
         stamp = self._pointer_stamp()
         if stamp is not None and stamp == self._stamp:
             return self._snapshot
-        self._stamp = stamp
+        if not self._loading.acquire(blocking=not self._loaded_once):
+            return self._snapshot
+        try:
+            if stamp is not None and stamp == self._stamp:  # another thread loaded it while we waited
+                return self._snapshot
+            self._reload(stamp)
+            return self._snapshot
+        finally:
+            self._loading.release()
+
+    def _reload(self, stamp: tuple[int, int] | None) -> None:
         for _attempt in range(3):
             meta = self.store.meta()
-            if meta == self._meta:
-                return self._snapshot
-            try:
-                self._snapshot = self._load(meta)
-            except (RuntimeError, OSError, ValueError):  # a later commit removed this version: re-read
-                continue
-            self._meta = meta
-            return self._snapshot
-        self._stamp = None  # could not load the new version: try again on the next query
-        return self._snapshot
+            if meta != self._meta:
+                try:
+                    self._snapshot = self._load(meta)
+                except (RuntimeError, OSError, ValueError):  # a later commit removed this version: re-read
+                    continue
+                self._meta = meta
+            self._stamp, self._loaded_once = stamp, True  # only now: a failed load is retried next query
+            return
 
     def _load(self, meta: IndexMeta | None) -> Snapshot:
         if meta is None:

@@ -184,3 +184,27 @@ def test_reader_limits_faiss_threads_on_the_thread_that_searches(tmp_path):
     worker.start()
     worker.join()
     assert seen == [1]
+
+
+def test_queries_arriving_during_the_first_load_wait_for_it(tmp_path, monkeypatch):
+    """A server's threads all ask at once after start-up; none may answer from an empty index."""
+    import threading
+
+    store = IndexStore(tmp_path)
+    with store.writer("m", DIM) as live:
+        live.add(np.arange(20), vectors(20), texts(range(20)))
+    slow_load = store.load
+
+    def load(meta=None):
+        time.sleep(0.3)  # a 1.5 GB index takes seconds to read
+        return slow_load(meta)
+
+    monkeypatch.setattr(store, "load", load)
+    reader = IndexReader(store)
+    counts = []
+    threads = [threading.Thread(target=lambda: counts.append(reader.current().count)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == [20, 20, 20, 20]
