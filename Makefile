@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU build of torch first: anything that depends on torch then finds it satisfied.
 	$(BIN)/python -m pip install -qq torch==$(TORCH_VERSION)
 	# llm: llama-cpp-python has no Linux wheel, so a fresh machine compiles it once (about 15 min).
-	$(BIN)/python -m pip install -qq -e '.[test,asr,llm]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -qq -e '.[test,asr,llm]'
 	# Debian's Chromium renders the email in a browser test (which skips with a reason without it).
 	command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser test will skip"
 	touch $(STAMP)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +41,7 @@ from embed.summarise.outputs import (
     from_dict,
     to_dict,
 )
-from store.models import Brief, BriefStory, Item, Passage, Source, Story
+from store.models import Brief, BriefStory, Delivery, Item, Passage, Source, Story
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,17 @@ def stored_brief(session: Session, topic: str, day: str) -> tuple[int, DailyBrie
     return None if row is None else (row.id, from_dict(DailyBrief, row.payload))
 
 
+def _discard_if_empty_and_unsent(session: Session, brief_id: int, brief: DailyBrief) -> bool:
+    """A brief built before the day's items arrived has no insights: build it again, unless it
+    already went out (then it is what readers got, and stays)."""
+    if brief.cards:
+        return False
+    if session.scalar(select(func.count()).select_from(Delivery).where(Delivery.brief_id == brief_id)):
+        return False
+    session.execute(delete(Brief).where(Brief.id == brief_id))
+    return True
+
+
 def _has_episode(session: Session, story_id: int) -> bool:
     return any(m.kind == "episode" for m in distinct_members(story_members(session, story_id)))
 
@@ -242,8 +253,10 @@ def build_daily_brief(settings: Settings, sessions: sessionmaker[Session], topic
     """
     profile = load_topic(settings, topic)  # an unknown topic fails here, before any work
     day_str = day.isoformat()
-    with sessions() as session:
+    with sessions() as session, session.begin():
         found = stored_brief(session, topic, day_str)
+        if found is not None and _discard_if_empty_and_unsent(session, *found):
+            found = None
     if found is not None:
         return found
     if encoder is None:

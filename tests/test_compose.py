@@ -17,7 +17,7 @@ from digest.compose import SummaryCalls, build_daily_brief
 from digest.insights import group_related
 from embed.encoder import FakeEncoder
 from embed.summarise.outputs import DailyBrief, PodcastInsight, Sentence, SourceRef, from_dict, to_dict
-from store.models import Brief, BriefStory, Passage, Source, StoryItem
+from store.models import Brief, BriefStory, Delivery, Passage, Source, StoryItem
 from tests.conftest import make_settings
 from tests.digest_world import NOW, FakeSummarizer, add_item, add_source, embed
 from tests.test_cluster import RULE_2
@@ -93,6 +93,26 @@ def test_a_brief_is_built_once_and_then_returned_as_stored(brief_settings, sessi
     assert sum(again.calls.values()) == 0
     with sessions() as session:
         assert session.query(Brief).count() == 1
+
+
+def test_an_empty_brief_built_before_the_items_came_is_built_again_unless_it_was_sent(brief_settings, sessions):
+    _, empty = _build(brief_settings, sessions)  # nothing ingested yet
+    assert empty.cards == []
+    _world_with_episode(sessions)
+    embed(brief_settings, sessions)
+    _, rebuilt = _build(brief_settings, sessions)
+    assert rebuilt.cards  # (SQLite may hand the freed id out again)
+    with sessions() as session:
+        assert session.query(Brief).count() == 1
+
+    with sessions() as session, session.begin():  # an empty brief that went out stays what readers got
+        session.query(Brief).delete()
+        session.add(Brief(topic=TOPIC, day=NOW.date().isoformat(), payload=to_dict(empty), content_hash="sent"))
+        session.flush()
+        sent_id = session.scalar(select(Brief.id))
+        session.add(Delivery(idempotency_key="k", channel="email", target="a@b.example", topic=TOPIC,
+                             day=NOW.date().isoformat(), brief_id=sent_id, status="sent"))
+    assert _build(brief_settings, sessions)[0] == sent_id
 
 
 def test_a_builder_that_loses_the_race_returns_the_winners_brief(brief_settings, sessions):
