@@ -158,6 +158,8 @@ def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path, session
     insights = summarise_story(sessions, summarizer, episode, "podcast_insights", limit=3)
 
     rows = calls(sessions)
+    print("openai/llama.cpp server calls:", [(r.outcome, r.prompt_tokens, r.completion_tokens, round(r.seconds, 1),
+                                            r.error) for r in rows], "insights kept:", len(insights))
     assert 1 <= len(rows) <= 2  # one call, or one retry after an invalid reply
     assert all(r.backend == "openai" and r.model == "smollm2" and r.purpose == "podcast_insights" for r in rows)
     assert all(r.outcome in ("ok", "retried", "invalid", "fallback") for r in rows), [r.error for r in rows]
@@ -166,9 +168,10 @@ def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path, session
     assert openai_backend.remembered_format(llama_server) == "json_object_schema"
     assert len(insights) <= 3
     check_insights(insights, episode, summarizer, summarizer.chat.replies)
-    if rows[-1].outcome in ("ok", "retried"):  # the reply validated: the invented insight reached the check
-        support = summarizer.grounding.score(INVENTED, [p.text for p in episode.passages])
-        assert support.missing_numbers and support.missing_entities and not summarizer.grounding.supported(support)
+    # Whether or not the model's reply validated (a 135M model's often does not), the invented
+    # insight citing a real passage is what the check must reject.
+    support = summarizer.grounding.score(INVENTED, [p.text for p in episode.passages])
+    assert support.missing_numbers and support.missing_entities and not summarizer.grounding.supported(support)
 
 
 def test_llamacpp_in_process(tmp_path, sessions, monkeypatch):
@@ -180,6 +183,8 @@ def test_llamacpp_in_process(tmp_path, sessions, monkeypatch):
     episode = summarise_data.episode()
     insights = summarise_story(sessions, summarizer, episode, "podcast_insights", limit=2)
     rows = calls(sessions)
+    print("llamacpp calls:", [(r.outcome, r.prompt_tokens, r.completion_tokens, round(r.seconds, 1)) for r in rows],
+          "insights kept:", len(insights))
     assert 1 <= len(rows) <= 2 and all(r.backend == "llamacpp" and r.model == GGUF.name for r in rows)
     assert all(r.prompt_tokens > 200 and r.completion_tokens > 0 for r in rows), [r.error for r in rows]
     assert len(insights) <= 2

@@ -29,6 +29,7 @@ from embed.summarise.prompts import (
     messages_for,
     parse_reply,
     prompt_passages,
+    restrict_citations,
     schema_of,
 )
 from embed.summarise.text import reading_minutes, word_count
@@ -66,7 +67,7 @@ class ChatSummarizer(Summarizer):
 
     def ask(self, purpose: str, messages: list[dict], reply_model: type[BaseModel], allowed: set[int]):
         """The validated reply, or None when two attempts failed (the caller falls back)."""
-        schema = schema_of(reply_model)
+        schema = restrict_citations(schema_of(reply_model), allowed)
         for attempt in (1, 2):
             started = time.perf_counter()
             try:
@@ -99,7 +100,8 @@ class ChatSummarizer(Summarizer):
 
     def insight_card(self, story: StoryInput, persona: str) -> InsightCard:
         passages = prompt_passages(story, self.context_words)
-        messages = messages_for(card_task(persona, story.personas), story, passages, schema_of(CardReply))
+        messages = messages_for(card_task(persona, story.personas), story, passages,
+                                _cited_schema(CardReply, passages))
         reply = self.ask("card", messages, CardReply, {p.passage_id for p in passages})
         if reply is None:
             return self.fallback.insight_card(story, persona)
@@ -120,7 +122,8 @@ class ChatSummarizer(Summarizer):
 
     def story_brief(self, story: StoryInput) -> StoryBrief:
         passages = prompt_passages(story, self.context_words)
-        messages = messages_for(BRIEF_TASK, story, passages, schema_of(BriefReply))
+        messages = messages_for(BRIEF_TASK, story, passages,
+                                _cited_schema(BriefReply, passages))
         reply = self.ask("story_brief", messages, BriefReply, {p.passage_id for p in passages})
         if reply is None:
             return self.fallback.story_brief(story)
@@ -134,7 +137,8 @@ class ChatSummarizer(Summarizer):
 
     def podcast_insights(self, episode: StoryInput, limit: int = 3) -> list[PodcastInsight]:
         passages = prompt_passages(episode, self.context_words)
-        messages = messages_for(f"{PODCAST_TASK} At most {limit}.", episode, passages, schema_of(PodcastReply))
+        messages = messages_for(f"{PODCAST_TASK} At most {limit}.", episode, passages,
+                                _cited_schema(PodcastReply, passages))
         reply = self.ask("podcast_insights", messages, PodcastReply, {p.passage_id for p in passages})
         if reply is None:
             return self.fallback.podcast_insights(episode, limit)
@@ -147,6 +151,10 @@ class ChatSummarizer(Summarizer):
             source = SourceRef(**{**source.__dict__, "start": first.start, "end": first.end})
             out.append(PodcastInsight(insight=_sentence(cited), episode=source, story_id=episode.story_id))
         return out
+
+
+def _cited_schema(model, passages) -> dict:
+    return restrict_citations(schema_of(model), {p.passage_id for p in passages})
 
 
 def _sentence(cited: CitedSentence) -> Sentence:

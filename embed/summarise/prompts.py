@@ -93,6 +93,27 @@ def schema_of(model: type[BaseModel]) -> dict:
     return inline(schema)
 
 
+def restrict_citations(schema: dict, allowed_ids: set[int] | None) -> dict:
+    """The schema with passage_ids limited to the ids given: a grammar-constrained model cannot
+    cite anything else (small models otherwise write 1, 2, 3)."""
+    if not allowed_ids:
+        return schema
+
+    def walk(node):
+        if isinstance(node, dict):
+            out = {k: walk(v) for k, v in node.items()}
+            if isinstance(out.get("properties"), dict) and "passage_ids" in out["properties"]:
+                ids = dict(out["properties"]["passage_ids"])
+                ids["items"] = {"type": "integer", "enum": sorted(allowed_ids)}
+                out["properties"] = {**out["properties"], "passage_ids": ids}
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
 def parse_reply(text: str, model: type[BaseModel], allowed_ids: set[int] | None = None) -> BaseModel:
     """The reply as `model`, or ReplyInvalid with a message a model can act on."""
     try:
