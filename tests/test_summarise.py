@@ -205,3 +205,16 @@ def test_backends_keep_heavy_imports_lazy():
             "print(sorted(m for m in ('llama_cpp', 'torch', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_different_support_check_is_a_cache_miss(tmp_path, story):
+    sessions = open_database(f"sqlite:///{tmp_path / 'b.db'}")
+    fake = get_encoder("fake")
+    strict = make_summarizer(Settings(data_dir=tmp_path, grounding_threshold=0.99), fake, sessions)
+    lenient = make_summarizer(Settings(data_dir=tmp_path, grounding_threshold=0.1), fake, sessions)
+    summarise_story(sessions, strict, story, "card", PERSONA)
+    summarise_story(sessions, lenient, story, "card", PERSONA)
+    summarise_story(sessions, lenient, story, "card", PERSONA)
+    assert (strict.invocations, lenient.invocations) == (1, 1)
+    with sessions() as session:
+        assert len(session.scalars(select(Summary)).all()) == 2

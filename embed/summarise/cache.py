@@ -25,9 +25,11 @@ Kind = Literal["card", "story_brief", "podcast_insights"]
 KINDS = ("card", "story_brief", "podcast_insights")
 
 
-def story_content_hash(story: StoryInput, kind: str, limit: int | None = None) -> str:
-    """Of what the backend reads: the passages (ids and text, in order), title, topic, personas."""
-    payload = {"kind": kind, "title": story.title, "topic": story.topic, "terms": story.topic_terms,
+def story_content_hash(story: StoryInput, kind: str, limit: int | None = None, checked_by: str = "") -> str:
+    """Of what the backend reads (the passages, ids and text in order; title, topic, personas) and
+    of the support check applied (so a new threshold is not served stale summaries)."""
+    payload = {"kind": kind, "checked_by": checked_by, "title": story.title, "topic": story.topic,
+               "terms": story.topic_terms,
                "personas": story.personas, "limit": limit,
                "passages": [[p.passage_id, p.item_id, p.text] for p in story.passages],
                "sources": [[s.item_id, s.publisher, s.kind] for s in story.sources]}
@@ -42,7 +44,8 @@ def summarise_story(sessions: sessionmaker[Session] | None, summarizer: Summariz
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     checker = checker or getattr(summarizer, "grounding", None)
-    content_hash = story_content_hash(story, kind, limit if kind == "podcast_insights" else None)
+    content_hash = story_content_hash(story, kind, limit if kind == "podcast_insights" else None,
+                                      checker.signature() if checker is not None else "unchecked")
     key = dict(kind=kind, content_hash=content_hash, backend=summarizer.name, model=summarizer.model, persona=persona)
     if sessions is not None and (cached := _lookup(sessions, key)) is not None:
         return _decode(kind, cached)

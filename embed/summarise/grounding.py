@@ -135,6 +135,12 @@ class GroundingChecker:
             local_missing_entities=sum(1 for e in claim_entities if e not in near_lower))
         return dataclasses.replace(support, score=combine(support))
 
+    def signature(self) -> str:
+        """What decides this check's verdicts: part of the summaries cache key."""
+        weights = ",".join(f"{k}={v}" for k, v in sorted(WEIGHTS.items()))
+        judge = type(self.judge).__name__ if self.judge else "none"
+        return f"{self.vectors.encoder.model_id}|{self.threshold}|{self.mode}|{weights}|judge={judge}"
+
     def supported(self, support: Support) -> bool:
         return support.score >= self.threshold
 
