@@ -113,7 +113,7 @@ def test_blocks_are_bounded_whatever_the_file_length(tmp_path):
 
 
 MEMORY_CHILD = """
-import json, resource, sys
+import json, re, sys
 from pathlib import Path
 mode, path = sys.argv[1], Path(sys.argv[2])
 if mode == "stream":
@@ -123,7 +123,10 @@ if mode == "stream":
 else:  # the whole-file decode faster-whisper does by itself: the baseline that grows
     from faster_whisper.audio import decode_audio
     n = len(decode_audio(str(path)))
-print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "n": n}))
+# VmHWM is this process image's own peak; ru_maxrss survives exec, so a child of a big pytest
+# process would report its parent's size.
+hwm = int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"rss": hwm, "n": n}))
 """
 
 
