@@ -125,11 +125,18 @@ def child(model: str, path: str, mode: str, threads: int, chunk_minutes: float, 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"load_s": loaded - started, "transcribe_s": done - loaded, "segments": len(segments),
                       "cpu_s": usage.ru_utime + usage.ru_stime - cpu_loaded,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "text": text}))
+                      "peak_rss_mb": own_peak_rss_mb(), "text": text}))
+
+
+def own_peak_rss_mb() -> float:
+    """This process image's peak RSS (VmHWM): ru_maxrss survives exec and would report the parent's."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
 DECODE_CHILD = """
-import json, resource, sys
+import json, sys
+from benchmarks.asr import own_peak_rss_mb
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "stream":  # briefcast's decoding and chunking, the fake model on each chunk
     from ingest.asr.fake import FakeTranscriber
@@ -137,7 +144,7 @@ if mode == "stream":  # briefcast's decoding and chunking, the fake model on eac
 else:  # faster-whisper's own whole-file decode
     from faster_whisper.audio import decode_audio
     decode_audio(path)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(own_peak_rss_mb())
 """
 
 
