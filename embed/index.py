@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from embed.durable import fsync_dir as _fsync_dir
+from embed.durable import fsync_file as _fsync
 from embed.keyword import KeywordSearcher, KeywordWriter
 
 FLAT_LIMIT = 200_000  # beyond this many vectors an IVF index pays for its training time
@@ -394,16 +396,3 @@ class IndexReader:
         index.set_nprobe(self.nprobe)
         index.threads = self.threads
         return Snapshot(index, self.store.load_keywords(meta))
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

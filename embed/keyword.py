@@ -22,6 +22,9 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from embed.durable import fsync_dir as _fsync_dir
+from embed.durable import fsync_file as _fsync
+
 ID, TEXT = "id", "text"
 ANALYZER = "briefcast"
 WRITER_HEAP = 64_000_000  # bytes of indexing buffer; tantivy flushes a segment when it is full
@@ -194,16 +197,3 @@ def _replace_with_links(live: Path | None, work: Path) -> None:
         _link_tree(live, work)
     else:
         work.mkdir(parents=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
