@@ -262,13 +262,14 @@ def topics(story: StoryInput, limit: int = 6) -> list[str]:
     told = [p.text for p in story.passages if kinds.get(p.item_id) != "post"] or [p.text for p in story.passages]
     text = " ".join(told)
     lower = text.lower()
-    found = [t for t in story.topic_terms if t.lower() in lower]
-    for phrase in frequent_phrases(text):
+    found: list[str] = []
+    candidates = [t for t in story.topic_terms if t.lower() in lower] + frequent_phrases(text)
+    for term in candidates:  # "chip" and "chips", "export control(s)": one of each
         if len(found) >= limit:
             break
-        if all(phrase.lower() not in f.lower() and f.lower() not in phrase.lower() for f in found):
-            found.append(phrase)
-    return [t if any(c.isupper() for c in t) else t.title() for t in found[:limit]]
+        if all(term.lower() not in f.lower() and f.lower() not in term.lower() for f in found):
+            found.append(term)
+    return [t if any(c.isupper() for c in t) else t.title() for t in found]
 
 
 def frequent_phrases(text: str, limit: int = 10) -> list[str]:
