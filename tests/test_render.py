@@ -151,3 +151,15 @@ def test_an_empty_day_still_renders():
     out = render_brief(brief, unsubscribe_url=UNSUB)
     assert "No story reached today's brief" in out.html and "No story reached today's brief" in out.text
     assert "no new insights today" in out.subject
+
+
+def test_a_social_post_among_the_links_is_labelled_unverified():
+    from tests.email_helpers import ref
+
+    brief = sample_brief()
+    brief.cards[0].related.append(ref(4001, "Everyone is ignoring the Shenzhen paper", "Thread: China", kind="post"))
+    out = render_brief(brief, unsubscribe_url=UNSUB, passage_items=PASSAGES)
+    assert "Everyone is ignoring the Shenzhen paper — Thread: China (social post, unverified)" in out.text
+    post_link = out.html[out.html.index("Everyone is ignoring the Shenzhen paper"):][:400]
+    assert "social post, unverified" in post_link
+    assert "(social post" not in out.text.split("Everyone is ignoring")[0]  # articles are not labelled so
