@@ -197,7 +197,7 @@ def card(n: int, summary: str | None = None) -> InsightCard:
         key_takeaway=said(f"Takeaway {n}: expect licence demand to shift to older parts."),
         key_insights=said("k"), principles=said("p"), in_practice=said("i"), topics=["export controls"],
         best_for=["Policy Maker"], sources=[ref(100 + n), ref(200 + n, publisher="Beijing Desk")],
-        related=[ref(300 + n, publisher="Related Weekly")], attribution=f"Original article published by Chip Wire",
+        related=[ref(300 + n, publisher="Related Weekly")], attribution="Original article published by Chip Wire",
         reading_minutes=3,
     )
 
