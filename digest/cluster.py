@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.vectors import item_vectors, unit
 from embed.encoder import Encoder
 from embed.index import IndexStore, VectorIndex
-from ingest.threads import _shingles, normalise_for_dedupe  # the one shingling of the project
+from ingest.threads import normalise_for_dedupe, word_shingles  # the one shingling of the project
 from store.models import Item, Story, StoryItem
 from store.settings import Settings
 
@@ -67,7 +67,7 @@ def item_time(item: Item) -> datetime:
 
 
 def shingles_of(text: str) -> frozenset[str]:
-    return _shingles(normalise_for_dedupe(text or ""))
+    return word_shingles(normalise_for_dedupe(text or ""))
 
 
 def overlap(a: frozenset[str], b: frozenset[str]) -> float:

@@ -327,7 +327,8 @@ def _dedupe_key(text: str) -> str:
     return normalise_for_dedupe(text) or " ".join(text.lower().split())
 
 
-def _shingles(key: str) -> frozenset[str]:
+def word_shingles(key: str) -> frozenset[str]:
+    """Word n-grams (n = SHINGLE_SIZE) of a normalised text: the near-duplicate measure of posts and stories."""
     words = key.split()
     if len(words) < SHINGLE_SIZE:  # too short to shingle: the whole text is the one shingle
         return frozenset({" ".join(words)}) if words else frozenset()
@@ -354,7 +355,7 @@ def _kept_indices(keys: list[str], truncated: list[bool]) -> set[int]:
     when the kept one is truncated and the repeat is complete and longer, since then the repeat
     carries the end of the claim that the cut copy lost.
     """
-    shingle_sets = [_shingles(key) for key in keys]
+    shingle_sets = [word_shingles(key) for key in keys]
     document_frequency = Counter(shingle for shingles in shingle_sets for shingle in shingles)
     index: dict[str, list[int]] = defaultdict(list)  # shingle -> posts that were kept
     truncated_index: dict[str, list[int]] = defaultdict(list)  # rarest shingles of kept cut posts
