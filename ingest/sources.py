@@ -10,6 +10,7 @@ import lxml.etree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("feed", "podcast", "thread")
+MAX_WEIGHT = 10.0  # a ranking factor: 0 mutes a source, 10 is far more than any story needs
 
 
 class SourceListError(ValueError):
@@ -22,6 +23,14 @@ class SourceSpec:
     kind: str = "feed"
     topic: str | None = None
     title: str | None = None
+    weight: float | None = None  # None: leave the stored weight as it is (1.0 for a new source)
+
+
+def check_weight(value: object) -> float:
+    """A source weight is a number in [0, MAX_WEIGHT]; anything else is a clear error."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_WEIGHT:
+        raise SourceListError(f"weight must be a number from 0 to {MAX_WEIGHT:g}, not {value!r}")
+    return float(value)
 
 
 def bundled(relative: str) -> Path:
@@ -31,7 +40,7 @@ def bundled(relative: str) -> Path:
 
 
 def load_sources_toml(path: Path, base_url: str | None = None) -> list[SourceSpec]:
-    """`[[source]]` tables with `url` (or `path`, joined to `base_url`), `kind`, `topic`, `title`."""
+    """`[[source]]` tables with `url` (or `path`, joined to `base_url`), `kind`, `topic`, `title`, `weight`."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -44,7 +53,11 @@ def load_sources_toml(path: Path, base_url: str | None = None) -> list[SourceSpe
         kind = table.get("kind", "feed")
         if kind not in KINDS:
             raise SourceListError(f"{path}: source #{n} has kind {kind!r}; expected one of {', '.join(KINDS)}")
-        specs.append(SourceSpec(url=url, kind=kind, topic=table.get("topic"), title=table.get("title")))
+        try:
+            weight = check_weight(table["weight"]) if "weight" in table else None
+        except SourceListError as exc:
+            raise SourceListError(f"{path}: source #{n}: {exc}") from None
+        specs.append(SourceSpec(url=url, kind=kind, topic=table.get("topic"), title=table.get("title"), weight=weight))
     return specs
 
 

@@ -19,13 +19,17 @@ from store.models import FetchAttempt, Item, Source, Tombstone, TranscriptSegmen
 
 
 def add_source(
-    session: Session, url: str, *, kind: str = "feed", topic: str | None = None, title: str | None = None
+    session: Session, url: str, *, kind: str = "feed", topic: str | None = None, title: str | None = None,
+    weight: float | None = None,
 ) -> tuple[Source, bool]:
-    """Returns (source, created). Adding an existing URL updates nothing and is not an error."""
+    """Returns (source, created). Adding an existing URL is not an error and changes only its
+    weight, when one is given: a source list re-imported with a new weight is what the user meant."""
     existing = session.scalar(select(Source).where(Source.url == url))
     if existing is not None:
+        if weight is not None:
+            existing.weight = weight
         return existing, False
-    source = Source(url=url, kind=kind, topic=topic, title=title)
+    source = Source(url=url, kind=kind, topic=topic, title=title, weight=1.0 if weight is None else weight)
     session.add(source)
     session.flush()
     return source, True

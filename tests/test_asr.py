@@ -142,10 +142,13 @@ def test_memory_stays_flat_while_the_audio_grows_fourfold(tmp_path):
     clip = tones(PITCHES[:40])
     short = write_audio(tmp_path / "8min.wav", repeated(clip, 8 * 60), SAMPLE_RATE)
     long = write_audio(tmp_path / "32min.wav", repeated(clip, 32 * 60), SAMPLE_RATE)
-    streamed = _peak_rss_kb("stream", long) / _peak_rss_kb("stream", short)
-    whole = _peak_rss_kb("whole", long) / _peak_rss_kb("whole", short)
-    assert streamed < 1.2, f"peak RSS grew {streamed:.2f}x with 4x the audio"
-    assert whole > 1.5, f"the whole-file baseline grew only {whole:.2f}x: the measurement cannot tell"
+    # Growth against the whole-file decode's growth in the same run, not a fixed ratio: the
+    # allocator and the kernel's page handling move a process's peak by some MB from machine to
+    # machine (CI once saw 1.21x where this one sees 1.02x), but holding the audio costs ~90 MB.
+    streamed = _peak_rss_kb("stream", long) - _peak_rss_kb("stream", short)
+    whole = _peak_rss_kb("whole", long) - _peak_rss_kb("whole", short)
+    assert whole > 60_000, f"the whole-file baseline grew only {whole} kB: the measurement cannot tell"
+    assert streamed < 0.25 * whole, f"peak RSS grew {streamed} kB with 4x the audio; a whole-file decode grew {whole} kB"
 
 
 # --- the shipped tiny.en model ---------------------------------------------------------------

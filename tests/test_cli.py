@@ -36,6 +36,24 @@ def test_bad_kind_and_non_http_urls_are_usage_errors(tmp_path):
     assert "http" in briefcast(tmp_path, "sources", "add", "ftp://example.org/f").stderr
 
 
+def test_source_weights_from_the_cli_and_a_sources_file(tmp_path):
+    assert "weight 2.5" in briefcast(tmp_path, "sources", "add", "https://news.example.org/a", "--weight", "2.5").stdout
+    assert briefcast(tmp_path, "sources", "add", "https://news.example.org/b", "--weight", "11").returncode == 2
+    listing = tmp_path / "sources.toml"
+    listing.write_text('[[source]]\nurl = "https://news.example.org/a"\nweight = 0.5\n'
+                       '[[source]]\nurl = "https://news.example.org/c"\n')
+    result = briefcast(tmp_path, "sources", "import", str(listing))
+    assert "1 added, 1 already present" in result.stdout, result.stdout + result.stderr
+    weights = {s["url"][-1]: s["weight"] for s in json.loads(briefcast(tmp_path, "sources", "list", "--json").stdout)}
+    assert weights == {"a": 0.5, "c": 1.0}  # a re-imported list sets the weight it names, and only that
+    changed = briefcast(tmp_path, "sources", "weight", "2", "0")
+    assert changed.returncode == 0 and "weight 1 -> 0" in changed.stdout
+    assert briefcast(tmp_path, "sources", "weight", "99", "1").returncode == 2
+    listing.write_text('[[source]]\nurl = "https://news.example.org/d"\nweight = "high"\n')
+    refused = briefcast(tmp_path, "sources", "import", str(listing))
+    assert refused.returncode == 2 and "source #1" in refused.stderr and "weight" in refused.stderr
+
+
 def test_opml_import_and_list(tmp_path, corpus):
     opml = corpus / "feeds/netnewswire/opml/Subs.opml"
     result = briefcast(tmp_path, "sources", "import", str(opml), "--topic", "apple")

@@ -140,7 +140,8 @@ def _any_reachable(settings: Settings, specs: list[SourceSpec]) -> bool:
 
 def _register(sessions, specs: list[SourceSpec]) -> list[int]:
     with sessions() as session, session.begin():
-        return [repo.add_source(session, s.url, kind=s.kind, topic=s.topic, title=s.title)[0].id for s in specs]
+        return [repo.add_source(session, s.url, kind=s.kind, topic=s.topic, title=s.title,
+                                weight=s.weight)[0].id for s in specs]
 
 
 def _print_stored(app, sessions, source_ids: list[int]) -> None:

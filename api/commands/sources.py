@@ -1,4 +1,4 @@
-"""`briefcast sources add | import | list`."""
+"""`briefcast sources add | import | list | weight`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from ingest.sources import KINDS, SourceListError, load_sources_toml, parse_opml
+from ingest.sources import KINDS, MAX_WEIGHT, SourceListError, check_weight, load_sources_toml, parse_opml
 from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks, refused_urls
 from ingest.urls import is_http_url
 from store import repo
-from store.models import Item
+from store.models import Item, Source
 
 app = typer.Typer(help="Manage the feeds, podcasts and threads briefcast reads.", no_args_is_help=True)
 
@@ -25,11 +25,13 @@ def add(
     kind: str = typer.Option("feed", help="feed | podcast | thread"),
     topic: str | None = typer.Option(None, help="topic this source feeds, e.g. ai-geopolitics"),
     title: str | None = typer.Option(None, help="display name"),
+    weight: float | None = typer.Option(None, help=f"ranking weight, 0 to {MAX_WEIGHT:g} (default 1)"),
 ) -> None:
-    """Add one source by URL."""
+    """Add one source by URL (an existing one keeps its settings; --weight still applies)."""
     app_ctx = ctx.obj
     if kind not in KINDS:
         raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="--kind")
+    weight = _checked_weight(weight)
     if not is_http_url(url):
         raise typer.BadParameter("only http:// and https:// URLs can be fetched", param_hint="URL")
     try:
@@ -38,9 +40,34 @@ def add(
         app_ctx.err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     with app_ctx.sessions()() as session, session.begin():
-        source, created = repo.add_source(session, url, kind=kind, topic=topic, title=title)
+        source, created = repo.add_source(session, url, kind=kind, topic=topic, title=title, weight=weight)
         word = "added" if created else "already present"
-        app_ctx.out.print(f"{word}: #{source.id} {source.url} ({source.kind})")
+        app_ctx.out.print(f"{word}: #{source.id} {source.url} ({source.kind}, weight {source.weight:g})")
+
+
+@app.command("weight")
+def set_weight(
+    ctx: typer.Context,
+    source_id: int = typer.Argument(..., help="the source's id (see `briefcast sources list`)"),
+    weight: float = typer.Argument(..., help=f"0 mutes the source in the ranking, 1 is the default, up to {MAX_WEIGHT:g}"),
+) -> None:
+    """Set how much a source's stories count in the daily ranking."""
+    app_ctx = ctx.obj
+    weight = _checked_weight(weight)
+    with app_ctx.sessions()() as session, session.begin():
+        source = session.get(Source, source_id)
+        if source is None:
+            app_ctx.err.print(f"[red]error:[/] no source #{source_id}")
+            raise typer.Exit(2)
+        before, source.weight = source.weight, weight
+        app_ctx.out.print(f"#{source.id} {source.title or source.url}: weight {before:g} -> {weight:g}")
+
+
+def _checked_weight(weight: float | None) -> float | None:
+    try:
+        return None if weight is None else check_weight(weight)
+    except SourceListError as exc:
+        raise typer.BadParameter(str(exc), param_hint="WEIGHT") from None
 
 
 @app.command("import")
@@ -65,7 +92,8 @@ def import_(
             if spec.url in refused:
                 app_ctx.err.print(f"[yellow]skipped:[/] {refused[spec.url]}")
                 continue
-            _, created = repo.add_source(session, spec.url, kind=spec.kind, topic=spec.topic or topic, title=spec.title)
+            _, created = repo.add_source(session, spec.url, kind=spec.kind, topic=spec.topic or topic,
+                                         title=spec.title, weight=spec.weight)
             added += created
     app_ctx.out.print(f"{len(specs)} sources in {file.name}: {added} added, "
                       f"{len(specs) - added - len(refused)} already present, {len(refused)} refused")
@@ -79,7 +107,7 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
         counts = dict(session.execute(select(Item.source_id, func.count()).group_by(Item.source_id)).all())
         rows = [
             {
-                "id": s.id, "url": s.url, "kind": s.kind, "topic": s.topic, "title": s.title,
+                "id": s.id, "url": s.url, "kind": s.kind, "topic": s.topic, "title": s.title, "weight": s.weight,
                 "items": counts.get(s.id, 0), "last_status": s.last_status, "last_error": s.last_error,
                 "next_due_at": s.next_due_at.isoformat() if s.next_due_at else None,
             }
@@ -89,12 +117,12 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{len(rows)} sources")
-    for column in ("id", "kind", "topic", "items", "status", "next due", "source"):
+    for column in ("id", "kind", "topic", "weight", "items", "status", "next due", "source"):
         table.add_column(column, overflow="fold")
     for r in rows:
         status = r["last_status"] or "never fetched"
         if r["last_error"]:
             status += f": {r['last_error'][:80]}"
-        table.add_row(str(r["id"]), r["kind"], r["topic"] or "", str(r["items"]), status,
+        table.add_row(str(r["id"]), r["kind"], r["topic"] or "", f"{r['weight']:g}", str(r["items"]), status,
                       (r["next_due_at"] or "now")[:16], r["title"] or r["url"])
     app_ctx.out.print(table)
