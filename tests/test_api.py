@@ -107,6 +107,65 @@ def test_openapi_schema_is_served(api):
     assert {"/search", "/items/{item_id}", "/health"} <= set(schema["paths"])
 
 
+def test_long_urls_and_large_bodies_are_refused_before_parsing(api):
+    client, headers = api
+    long = client.get("/search", params={"q": "x" * 9000}, headers=headers)
+    assert long.status_code == 414 and long.json()["error"] == "uri_too_long"
+    body = client.post("/slack/events", content=b"x" * (65 * 1024))
+    assert body.status_code == 413 and body.json()["error"] == "too_large"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_good_key_is_trusted_for_a_few_seconds_and_a_revoked_one_then_fails(tmp_path, db_url):
+    from api.auth import TRUST_SECONDS, KeyChecker
+    from store.apikeys import revoke_key
+
+    sessions = open_database(db_url)
+    with sessions() as session, session.begin():
+        row, key = create_key(session, "analyst")
+        key_id = row.id
+    clock = Clock()
+    checker = KeyChecker(sessions, clock=clock)
+    assert not checker.trusted(key) and checker.check_in_database(key) and checker.trusted(key)
+    assert not checker.check_in_database("bc_wrong") and not checker.trusted("bc_wrong")  # failures are not kept
+    with sessions() as session, session.begin():
+        assert revoke_key(session, key_id)
+    assert checker.trusted(key)  # the price of not reading the database per request
+    clock.now += TRUST_SECONDS + 0.1
+    assert not checker.trusted(key) and not checker.check_in_database(key)
+
+
+def test_search_and_items_each_take_one_thread_pool_hop(api, monkeypatch):
+    """Each hop to the thread pool was a measured part of a request's cost at 1M passages."""
+    import fastapi.concurrency
+    import starlette.concurrency
+
+    client, headers = api
+    client.get("/search", params={"q": "export"}, headers=headers)  # the key is now trusted
+    hops = []
+    original = starlette.concurrency.anyio.to_thread.run_sync
+
+    async def counting(func, *args, **kwargs):
+        hops.append(func)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(starlette.concurrency.anyio.to_thread, "run_sync", counting)
+    assert fastapi.concurrency.run_in_threadpool is starlette.concurrency.run_in_threadpool
+    found = client.get("/search", params={"q": "export"}, headers=headers).json()
+    assert found["count"] == 2 and len(hops) == 1
+    item_id = found["results"][0]["item_id"]
+    hops.clear()
+    assert client.get(f"/items/{item_id}", headers=headers).json()["id"] == item_id
+    assert len(hops) == 1
+
+
 # --- schemathesis: no 500 on any generated input -----------------------------------------------
 # Driven through hypothesis directly: schemathesis' pytest plugin does not run under pytest 9.
 
