@@ -6,7 +6,8 @@ same (topic, day) both finish; the unique constraint keeps the first, and the se
 
 Cost: the summariser is called only for the top K stories, never per item: K insight cards, one
 story brief for the lead story, and podcast insights for at most K stories with episodes. Every
-output goes through the grounding check before it reaches the brief.
+output goes through the grounding check before it reaches the brief. Cards are written once per
+persona the topic's subscribers chose (at most MAX_PERSONAS), so each reader's key takeaway is for them.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from embed.summarise.outputs import (
     from_dict,
     to_dict,
 )
-from store.models import Brief, BriefStory, Delivery, Item, Passage, Source, Story
+from store.models import Brief, BriefStory, Delivery, Item, Passage, Source, Story, Subscriber
 from store.settings import Settings
 
+MAX_PERSONAS = 4  # cards per story: the topic's default persona and up to three more readers chose
 log = logging.getLogger(__name__)
 
 PASSAGES_PER_STORY = 24  # what a summariser reads of one story, most central first
@@ -210,7 +212,8 @@ def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicP
     with sessions() as session:
         stories = {s.story_id: session.get(Story, s.story_id) for s in [*ranking.selected, *ranking.scored]}
         inputs = {s.story_id: story_input(session, stories[s.story_id], profile, index) for s in ranking.selected}
-        cards = [calls.card(inputs[s.story_id], profile.persona) for s in ranking.selected]
+        personas = brief_personas(session, profile)
+        cards = [calls.card(inputs[s.story_id], persona) for s in ranking.selected for persona in personas]
         cards = [c for c in cards if not c.unverified and (c.summary or c.key_insights)]
         lead = None
         if ranking.selected:
@@ -223,7 +226,20 @@ def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicP
             claim = unverified_claim(story_input(session, stories[s.story_id], profile, index))
             if claim is not None:
                 posts_only.append(claim)
-    return _Composed(cards, lead, podcasts, _gather_unverified(cards, lead, posts_only, 2 * settings.brief_k), [c.story_id for c in cards])
+    story_ids = list(dict.fromkeys(c.story_id for c in cards))
+    return _Composed(cards, lead, podcasts, _gather_unverified(cards, lead, posts_only, 2 * settings.brief_k), story_ids)
+
+
+def brief_personas(session: Session, profile: TopicProfile) -> list[str]:
+    """Whom the cards are written for: the topic's first persona (the brief on disk, readers
+    without one), then the personas the topic's active subscribers chose, at most MAX_PERSONAS in
+    all. Each persona is one more summariser call per story: the cost grows with K x personas."""
+    rows = session.execute(select(Subscriber.persona, Subscriber.topics).where(
+        Subscriber.active.is_(True), Subscriber.persona.is_not(None))).all()
+    wanted = {persona.strip() for persona, topics in rows if persona.strip() and profile.name in (topics or [])}
+    known = [p for p in profile.personas if p in wanted]
+    others = sorted(wanted - set(profile.personas))
+    return list(dict.fromkeys([profile.persona, *known, *others]))[:MAX_PERSONAS]
 
 
 def _podcasts(session, settings, profile, day, ranking: Ranking, stories, calls: SummaryCalls, encoder,

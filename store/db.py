@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_MMAP_BYTES = 1 << 30  # PRAGMA mmap_size: a 1M-passage database is ~0.6 GB
 
 
 def make_engine(url: str) -> Engine:
@@ -36,6 +37,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Reads through a memory map instead of a read() per page: a search looks up ~200 passages
+    # scattered over the file, and at 1M passages the syscalls were most of that lookup's time
+    # (2.1 -> 1.3 ms). Address space only; the pages are the OS's shared file cache.
+    cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cur.close()
 
 

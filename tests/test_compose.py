@@ -174,6 +174,29 @@ def test_summariser_calls_grow_with_k_not_with_items(tmp_path, db_url):
     assert counts == {1: 1, 2: 2}
 
 
+def test_cards_are_written_for_each_persona_the_topics_readers_chose(brief_settings, sessions):
+    from digest.render import select_cards
+    from digest.subscribers import add_subscriber, unsubscribe
+
+    _world_with_episode(sessions)
+    embed(brief_settings, sessions)
+    add_subscriber(sessions, "policy@example.org", topics=[TOPIC], persona="Policy Maker")
+    add_subscriber(sessions, "trader@example.org", topics=[TOPIC], persona="Chip trader")
+    add_subscriber(sessions, "chef@example.org", topics=["cooking"], persona="Chef")  # another topic: no cards
+    gone, _ = add_subscriber(sessions, "gone@example.org", topics=[TOPIC], persona="Consultant")
+    unsubscribe(sessions, gone.unsubscribe_token)  # an unsubscribed reader costs no more calls
+    summarizer = FakeSummarizer()
+    _, brief = _build(brief_settings, sessions, summarizer)
+    stories = brief.story_ids
+    assert stories and len(stories) == len(set(stories))
+    for_story = {sid: [c.persona for c in brief.cards if c.story_id == sid] for sid in stories}
+    assert all(p == ["Director of AI/ML", "Policy Maker", "Chip trader"] for p in for_story.values()), for_story
+    assert summarizer.calls["card"] == 3 * len(stories)  # K x personas, still not per item
+    assert [c.persona for c in select_cards(brief, "Policy Maker")] == ["Policy Maker"] * len(stories)
+    assert [c.persona for c in select_cards(brief, None)] == ["Director of AI/ML"] * len(stories)
+    assert [c.persona for c in select_cards(brief, "Chef")] == ["Director of AI/ML"] * len(stories)
+
+
 def test_an_unknown_topic_fails_before_any_work(brief_settings, sessions):
     from digest.topics import TopicError
 

@@ -128,3 +128,13 @@ def test_keyword_terms_drop_stopwords_and_punctuation():
     assert keyword_terms('What did podcasts say about "DeepSeek\'s" export-control workarounds?') == [
         "podcasts", "deepseek", "s", "export", "control", "workarounds"]
     assert keyword_terms("the") == ["the"]
+
+
+def test_sqlite_connections_use_wal_and_read_through_a_memory_map(tmp_path):
+    from store.db import SQLITE_MMAP_BYTES, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
+    engine.dispose()

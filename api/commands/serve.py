@@ -15,10 +15,12 @@ def serve(ctx: typer.Context, host: str | None = typer.Option(None), port: int |
 
     settings = ctx.obj.settings
     # Each worker process builds its own app from the same environment (uvicorn needs an import
-    # string for more than one worker).
+    # string for more than one worker). h11, named rather than "auto": its size limit refuses a
+    # 10 MB request line while parsing it (httptools, if installed, would buffer all of it first).
+    # The loop is uvloop when installed (a dependency on Linux), asyncio's otherwise.
     uvicorn.run("api.app:app_from_environment", factory=True, host=host or settings.api_host,
                 port=port or settings.api_port, workers=workers, log_level="info",
-                h11_max_incomplete_event_size=16 * 1024)
+                http="h11", loop="auto", h11_max_incomplete_event_size=16 * 1024)
 
 
 @apikey_app.command("create")
