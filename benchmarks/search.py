@@ -568,7 +568,8 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
     original_search, original_make_encoder = search_module.search, runtime.make_encoder
     patched = {(search_module, "vector_ranking"): "vector ranking",
                (search_module, "keyword_ranking"): "keyword ranking (tantivy)",
-               (search_module, "_group_by_item"): "group-by-item SQL",
+               (search_module, "_owners"): "passage owners (memory, else SQL)",
+               (search_module, "_group_by_item"): "group by item",
                (search_module, "_hydrate"): "hydrate SQL + hits",
                (VectorIndex, "search"): "FAISS search"}
     originals = {target: getattr(*target) for target in patched}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
 from embed.index import IndexReader, Snapshot
+from embed.owners import PassageOwners, owners_from_database
 from store.models import Item, Passage, Source
 
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of top ranks
@@ -63,6 +64,7 @@ class SearchContext:
     sessions: sessionmaker[Session]
     reader: IndexReader
     encoder_factory: Callable[[], Encoder]
+    owners: PassageOwners = field(default_factory=PassageOwners, repr=False)  # passage -> item, in memory
     _encoder: Encoder | None = field(default=None, repr=False)
 
     @property
@@ -152,7 +154,30 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
             rankings.append(vector_ranking(ctx, conn, snap, query, filters, depth))
         if mode in ("hybrid", "keyword"):
             rankings.append(keyword_ranking(conn, snap, query, filters, depth))
-        return _hydrate(conn, _group_by_item(conn, fuse(rankings)), k)
+        return _grouped_hits(ctx, conn, fuse(rankings), k)
+
+
+def _grouped_hits(ctx: SearchContext, conn: Connection, fused: list[tuple[int, float]], k: int) -> list[SearchHit]:
+    """The top k items, each by its best passage. Owners come from memory (embed/owners.py);
+    should the hits' rows disagree with them, the query is regrouped from the database."""
+    ids = [p for p, _ in fused]
+    owner, from_memory = _owners(ctx, conn, ids)
+    grouped = _group_by_item(owner, fused)
+    hits = _hydrate(conn, grouped, k)
+    if from_memory and not _rows_agree(hits, grouped[:k], owner):
+        owner = owners_from_database(conn, ids)
+        ctx.owners.correct(owner, ids)
+        hits = _hydrate(conn, _group_by_item(owner, fused), k)
+    return hits
+
+
+def _owners(ctx: SearchContext, conn: Connection, ids: list[int]) -> tuple[dict[int, int], bool]:
+    remembered = ctx.owners.lookup(conn, ids)
+    return (remembered, True) if remembered is not None else (owners_from_database(conn, ids), False)
+
+
+def _rows_agree(hits: list[SearchHit], top: list[tuple[int, float, int]], owner: dict[int, int]) -> bool:
+    return len(hits) == len(top) and all(owner.get(h.passage_id) == h.item_id for h in hits)
 
 
 # Core statements over plain columns, built once: SQLAlchemy caches their compiled form, and no
@@ -160,7 +185,6 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
 # vector search's time at 1M). Item.text, a whole article, is never read here.
 _IDS = bindparam("ids", expanding=True)
 _PASSAGES, _ITEMS, _SOURCES = Passage.__table__, Item.__table__, Source.__table__
-_OWNERS = select(_PASSAGES.c.id, _PASSAGES.c.item_id).where(_PASSAGES.c.id.in_(_IDS))
 _HIT_ROWS = (
     select(_PASSAGES.c.id, _PASSAGES.c.text, _PASSAGES.c.start, _PASSAGES.c.end, _PASSAGES.c.speaker,
            _ITEMS.c.id, _ITEMS.c.title, _ITEMS.c.url, _ITEMS.c.published, _ITEMS.c.kind, _ITEMS.c.language,
@@ -170,11 +194,8 @@ _HIT_ROWS = (
 )
 
 
-def _group_by_item(conn: Connection, fused: list[tuple[int, float]]) -> list[tuple[int, float, int]]:
+def _group_by_item(owner: dict[int, int], fused: list[tuple[int, float]]) -> list[tuple[int, float, int]]:
     """Best passage per item, with how many more of its passages matched."""
-    if not fused:
-        return []
-    owner = dict(conn.execute(_OWNERS, {"ids": [p for p, _ in fused]}).all())
     best: dict[int, tuple[int, float, int]] = {}
     for pid, score in fused:
         item = owner.get(pid)

@@ -58,4 +58,6 @@ def revoke(ctx: typer.Context, key_id: int) -> None:
         if not revoke_key(session, key_id):
             ctx.obj.err.print(f"[red]error:[/] no key #{key_id}")
             raise typer.Exit(1)
-    ctx.obj.out.print(f"revoked key #{key_id}")
+    from api.auth import TRUST_SECONDS
+
+    ctx.obj.out.print(f"revoked key #{key_id}; running servers refuse it within {TRUST_SECONDS:g} s")
