@@ -30,15 +30,15 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from digest.cluster import cluster_pending
-from digest.compose import SummaryCalls, compose
+from digest.compose import compose
 from digest.rank import rank_stories
 from digest.topics import load_topic
 from embed.encoder import get_encoder
 from embed.index import IndexStore
 from embed.passages import split_sentences
 from embed.pipeline import embed_pending
-from embed.summarise.base import Summarizer
-from embed.summarise.runtime import make_summarizer
+from digest.summary.base import Summarizer
+from digest.summary.runtime import Summaries, make_summaries
 from ingest.localserver import LocalServer
 from ingest.parse import parse_feed
 from store.db import open_database
@@ -59,7 +59,6 @@ class CountingSummarizer(Summarizer):
 
     def __init__(self, inner: Summarizer) -> None:
         self.inner, self.name, self.model = inner, inner.name, inner.model
-        self.grounding = getattr(inner, "grounding", None)
         self.calls: Counter[str] = Counter()
 
     def insight_card(self, story, persona):
@@ -157,7 +156,7 @@ def run_size(n: int, pool: list[dict], encoder, now: datetime, ks=(5, 10)) -> di
             figures["stories"] = session.query(Story).count()
         figures["duplicates"] = report.duplicates
         profile = load_topic(settings, TOPIC)
-        inner = make_summarizer(settings, encoder, sessions)
+        made = make_summaries(settings, encoder, sessions)
         for k in ks:
             with sessions() as session, session.begin():
                 session.execute(delete(Summary))
@@ -168,8 +167,8 @@ def run_size(n: int, pool: list[dict], encoder, now: datetime, ks=(5, 10)) -> di
                                    encoder=encoder, now=now)
             figures[f"rank_s_k{k}"] = time.perf_counter() - started
             figures[f"candidates_k{k}"] = len(ranking.scored)
-            counting = CountingSummarizer(inner)
-            calls = SummaryCalls(sessions, counting, counting.grounding)
+            counting = CountingSummarizer(made.summarizer)
+            calls = Summaries(counting, made.checker, made.calls, sessions)
             started = time.perf_counter()
             composed = compose(settings.model_copy(update={"brief_k": k}), sessions, profile, now.date().isoformat(),
                                ranking, calls, encoder, index)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from embed.encoder import get_encoder
-from embed.summarise.grounding import DEFAULT_THRESHOLD, GroundingChecker
-from embed.summarise.vectors import SentenceVectors
+from digest.summary.grounding import DEFAULT_THRESHOLD, GroundingChecker
+from digest.summary.vectors import SentenceVectors
 from tests.conftest import CORPUS
 from tests.grounding_eval import (
     SETS,

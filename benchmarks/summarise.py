@@ -11,9 +11,9 @@ import argparse
 import time
 
 from embed.encoder import get_encoder
-from embed.summarise.cache import summarise_story
-from embed.summarise.runtime import make_summarizer
-from embed.summarise.text import split_sentences
+from digest.summary.cache import summarise_story
+from digest.summary.runtime import make_summaries
+from digest.summary.text import split_sentences
 from store.settings import Settings
 from tests import summarise_data
 
@@ -32,11 +32,11 @@ def main() -> None:
         started = time.perf_counter()
         encoder.embed_batch(sentences)
         bare += time.perf_counter() - started
-        summarizer = make_summarizer(Settings(), encoder)  # a fresh memo: nothing embedded yet
+        summaries = make_summaries(Settings(), encoder)  # a fresh memo: nothing embedded yet
         started = time.perf_counter()
-        summarise_story(None, summarizer, story, "card", "Policy Maker")
-        summarise_story(None, summarizer, story, "story_brief")
-        summarise_story(None, summarizer, episode, "podcast_insights")
+        summaries.run(story, "card", "Policy Maker")
+        summaries.run(story, "story_brief")
+        summaries.run(episode, "podcast_insights")
         pipeline += time.perf_counter() - started
     print(f"encoder {encoder.model_id}: {len(story.passages)} + {len(episode.passages)} passages, "
           f"{len(sentences)} sentences")

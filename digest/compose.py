@@ -30,8 +30,9 @@ from digest.topics import TopicProfile, load_topic
 from digest.vectors import passage_vectors
 from embed.encoder import Encoder
 from embed.index import IndexStore, VectorIndex
-from embed.summarise.base import PassageText, StoryInput, Summarizer
-from embed.summarise.outputs import (
+from digest.summary.base import PassageText, StoryInput, Summarizer
+from digest.summary.runtime import Summaries
+from digest.summary.schema import (
     DailyBrief,
     InsightCard,
     PodcastBrief,
@@ -57,41 +58,13 @@ UNVERIFIED_CHARS = 280
 # --- the summariser, behind one seam -------------------------------------------------------------
 
 
-@dataclass
-class SummaryCalls:
-    """Every output goes through embed.summarise.cache.summarise_story: looked up in the summaries
-    table by the story's content hash first, else made by the backend, support-checked, stored."""
+def summaries_for(settings: Settings, sessions: sessionmaker[Session], encoder: Encoder,
+                  summarizer: Summarizer | None) -> Summaries:
+    """The configured summariser (or the given one) with the support check built from settings:
+    nothing reaches a brief unchecked."""
+    from digest.summary.runtime import make_summaries
 
-    sessions: sessionmaker[Session] | None
-    summarizer: Summarizer
-    checker: object | None = None  # a GroundingChecker; None: the summariser's own `.grounding`
-
-    def card(self, story: StoryInput, persona: str) -> InsightCard:
-        return self._run(story, "card", persona)
-
-    def story_brief(self, story: StoryInput) -> StoryBrief:
-        return self._run(story, "story_brief")
-
-    def podcast(self, story: StoryInput) -> list[PodcastInsight]:
-        return self._run(story, "podcast_insights", limit=PODCAST_INSIGHTS_PER_EPISODE)
-
-    def _run(self, story: StoryInput, kind: str, persona: str = "", limit: int = 3):
-        from embed.summarise.cache import summarise_story
-
-        return summarise_story(self.sessions, self.summarizer, story, kind, persona, limit=limit, checker=self.checker)
-
-
-def summary_calls(settings: Settings, sessions: sessionmaker[Session], encoder: Encoder,
-                  summarizer: Summarizer | None) -> SummaryCalls:
-    """The configured summariser (embed.summarise.runtime), or the given one with a support check
-    built from settings if it carries none: nothing reaches a brief unchecked."""
-    from embed.summarise.runtime import make_grounding, make_summarizer
-    from embed.summarise.vectors import SentenceVectors
-
-    if summarizer is None:
-        summarizer = make_summarizer(settings, encoder, sessions)
-    checker = getattr(summarizer, "grounding", None) or make_grounding(settings, SentenceVectors(encoder))
-    return SummaryCalls(sessions, summarizer, checker)
+    return make_summaries(settings, encoder, sessions, summarizer)
 
 
 # --- story inputs ----------------------------------------------------------------------------------
@@ -208,19 +181,19 @@ class _Composed:
 
 
 def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicProfile, day: str, ranking: Ranking,
-            calls: SummaryCalls, encoder: Encoder, index: VectorIndex | None) -> _Composed:
+            summaries: Summaries, encoder: Encoder, index: VectorIndex | None) -> _Composed:
     with sessions() as session:
         stories = {s.story_id: session.get(Story, s.story_id) for s in [*ranking.selected, *ranking.scored]}
         inputs = {s.story_id: story_input(session, stories[s.story_id], profile, index) for s in ranking.selected}
         personas = brief_personas(session, profile)
-        cards = [calls.card(inputs[s.story_id], persona) for s in ranking.selected for persona in personas]
+        cards = [summaries.card(inputs[s.story_id], persona) for s in ranking.selected for persona in personas]
         cards = [c for c in cards if not c.unverified and (c.summary or c.key_insights)]
         lead = None
         if ranking.selected:
             first = ranking.selected[0].story_id
-            lead = calls.story_brief(inputs[first])
+            lead = summaries.story_brief(inputs[first])
             lead = lead if lead.paragraphs else None
-        podcasts = _podcasts(session, settings, profile, day, ranking, stories, calls, encoder, index)
+        podcasts = _podcasts(session, settings, profile, day, ranking, stories, summaries, encoder, index)
         posts_only = []
         for s in ranking.unverified[: settings.brief_k]:
             claim = unverified_claim(story_input(session, stories[s.story_id], profile, index))
@@ -242,7 +215,7 @@ def brief_personas(session: Session, profile: TopicProfile) -> list[str]:
     return list(dict.fromkeys([profile.persona, *known, *others]))[:MAX_PERSONAS]
 
 
-def _podcasts(session, settings, profile, day, ranking: Ranking, stories, calls: SummaryCalls, encoder,
+def _podcasts(session, settings, profile, day, ranking: Ranking, stories, summaries: Summaries, encoder,
               index) -> PodcastBrief | None:
     """Podcast insights from the best-ranked stories that have episodes: at most K summariser calls."""
     eligible = sorted((s for s in ranking.scored if not s.posts_only and not s.details.get("off_topic") and s.total > 0),
@@ -251,7 +224,7 @@ def _podcasts(session, settings, profile, day, ranking: Ranking, stories, calls:
     insights: list[PodcastInsight] = []
     for ranked in with_episodes:
         episode_input = story_input(session, stories[ranked.story_id], profile, index, kinds=("episode",))
-        found = calls.podcast(episode_input)
+        found = summaries.podcast(episode_input, PODCAST_INSIGHTS_PER_EPISODE)
         insights.extend(replace(i, story_id=ranked.story_id) for i in found if not i.insight.unverified)
     if not insights:
         return None
@@ -261,7 +234,7 @@ def _podcasts(session, settings, profile, day, ranking: Ranking, stories, calls:
 
 def build_daily_brief(settings: Settings, sessions: sessionmaker[Session], topic: str, day: date, *,
                       encoder: Encoder | None = None, summarizer: Summarizer | None = None,
-                      calls: SummaryCalls | None = None, now: datetime | None = None) -> tuple[int, DailyBrief]:
+                      summaries: Summaries | None = None, now: datetime | None = None) -> tuple[int, DailyBrief]:
     """The (topic, day) brief: the stored one if it exists, else built, stored and returned.
 
     Clusters pending items, ranks the topic's stories for the day, summarises the top
@@ -280,10 +253,10 @@ def build_daily_brief(settings: Settings, sessions: sessionmaker[Session], topic
 
         encoder = make_encoder(settings)
     index = IndexStore(settings.index_dir).load()
-    calls = calls or summary_calls(settings, sessions, encoder, summarizer)
+    summaries = summaries or summaries_for(settings, sessions, encoder, summarizer)
     cluster_pending(settings, sessions, encoder=encoder, index=index)
     ranking = rank_stories(settings, sessions, topic, day, encoder=encoder, now=now)
-    composed = compose(settings, sessions, profile, day_str, ranking, calls, encoder, index)
+    composed = compose(settings, sessions, profile, day_str, ranking, summaries, encoder, index)
     brief = DailyBrief(topic=topic, topic_title=profile.title, day=day_str,
                        generated_at=(now or datetime.now(UTC)).isoformat(), cards=composed.cards, lead=composed.lead,
                        podcasts=composed.podcasts, unverified=composed.unverified, story_ids=composed.story_ids)

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from embed.encoder import Encoder
-from embed.summarise.outputs import PodcastInsight
+from digest.summary.schema import PodcastInsight
 
 
 def _episode_key(insight: PodcastInsight) -> int:

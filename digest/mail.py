@@ -32,7 +32,7 @@ from digest.delivery import (
     idempotency_key,
 )
 from digest.render import RenderedBrief, passage_items_for, render_brief
-from embed.summarise.outputs import DailyBrief, from_dict
+from digest.summary.schema import DailyBrief, from_dict
 from store.models import Brief, Subscriber
 from store.settings import Settings
 

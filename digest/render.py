@@ -23,7 +23,7 @@ import css_inline
 import jinja2
 import nh3
 
-from embed.summarise.outputs import DailyBrief, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief, to_dict
+from digest.summary.schema import DailyBrief, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief, to_dict
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOP_CARDS = 5

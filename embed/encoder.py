@@ -10,11 +10,12 @@ import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-_REGISTRY: dict[str, Callable[..., Encoder]] = {}
+from store.registry import Registry
+
 
 
 class EncoderError(RuntimeError):
@@ -30,20 +31,12 @@ class Encoder(ABC):
         """Rows of float32, L2-normalised, one per text."""
 
 
-def register(name: str) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
-    def decorate(factory: Callable[..., Encoder]) -> Callable[..., Encoder]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorate
+ENCODERS: Registry[Encoder] = Registry("encoder", EncoderError)
+register = ENCODERS.register
 
 
 def get_encoder(name: str, **options) -> Encoder:
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise EncoderError(f"unknown encoder {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(**options)
+    return ENCODERS.create(name, **options)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

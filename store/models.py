@@ -303,7 +303,8 @@ class Summary(Base):
 
 
 class ModelCall(Base):
-    """Every generative model call: what was asked (by hash), of whom, at what cost, with what outcome."""
+    """Every generative model call: what was asked (the messages, and their hash), of whom, what came
+    back, at what cost, with what outcome."""
 
     __tablename__ = "model_calls"
 
@@ -318,6 +319,8 @@ class ModelCall(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     outcome: Mapped[str] = mapped_column(SafeString(16))  # ok | invalid | retried | error | fallback
     error: Mapped[str | None] = mapped_column(SafeText())
+    prompt: Mapped[str | None] = mapped_column(SafeText())  # the messages as JSON
+    response: Mapped[str | None] = mapped_column(SafeText())  # the reply's text as the model wrote it
 
 
 class Brief(Base):

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     mmr_lambda: float = 0.7  # diversification: 1 = by score only, 0 = by difference only
     related_insight_threshold: float = 0.6  # cosine at which two podcast insights say the same thing
 
-    # Summaries (embed.summarise): extractive needs no model; openai = any OpenAI-compatible server
+    # Summaries (digest.summary): extractive needs no model; openai = any OpenAI-compatible server
     summarizer: str = "extractive"  # extractive | openai | llamacpp
     llm_base_url: str = "http://127.0.0.1:8080/v1"  # vLLM, SGLang, Ollama (/v1), llama.cpp server
     llm_model: str = ""  # the server's model name, e.g. qwen2.5-7b-instruct

@@ -10,8 +10,8 @@ from embed.encoder import FakeEncoder
 from embed.index import IndexStore
 from embed.passages import split_sentences
 from embed.pipeline import embed_pending
-from embed.summarise.base import StoryInput, Summarizer
-from embed.summarise.outputs import InsightCard, PodcastInsight, Sentence, StoryBrief
+from digest.summary.base import StoryInput, Summarizer
+from digest.summary.schema import InsightCard, PodcastInsight, Sentence, StoryBrief
 from store.models import Item, Source
 
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)

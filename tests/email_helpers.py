@@ -9,7 +9,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from embed.summarise.outputs import (
+from digest.summary.schema import (
     DailyBrief,
     GlossaryTerm,
     InsightCard,

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embed.passages import split_text
-from embed.summarise import grounding
-from embed.summarise.grounding import GroundingChecker, Support
-from embed.summarise.text import split_sentences
+from digest.summary import grounding
+from digest.summary.grounding import GroundingChecker, Support
+from digest.summary.text import split_sentences
 
 SETS = ("summedits_news", "summedits_podcast", "qags_cnndm", "qags_xsum")
 GATE_PAIRS = 300  # the quality gate scores at most this many held-out pairs per set (every k-th)

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from embed.passages import split_item, split_segments
-from embed.summarise.base import PassageText, StoryInput
-from embed.summarise.outputs import SourceRef
-from ingest.entry import Segment
+from digest.summary.base import PassageText, StoryInput
+from digest.summary.schema import SourceRef
+from store.entry import Segment
 
 DATA = Path(__file__).resolve().parent / "data" / "summarise_story.json"
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest.compose import SummaryCalls, build_daily_brief
+from digest.compose import build_daily_brief
+from digest.summary.runtime import Summaries
 from digest.insights import group_related
 from embed.encoder import FakeEncoder
-from embed.summarise.outputs import DailyBrief, PodcastInsight, Sentence, SourceRef, from_dict, to_dict
+from digest.summary.schema import DailyBrief, PodcastInsight, Sentence, SourceRef, from_dict, to_dict
 from store.models import Brief, BriefStory, Delivery, Passage, Source, StoryItem
 from tests.conftest import make_settings
 from tests.digest_world import NOW, FakeSummarizer, add_item, add_source, embed
@@ -120,7 +121,7 @@ def test_a_builder_that_loses_the_race_returns_the_winners_brief(brief_settings,
     embed(brief_settings, sessions)
     summarizer = FakeSummarizer()
 
-    class RacingCalls(SummaryCalls):
+    class RacingSummaries(Summaries):
         """Another process stores its brief for the same (topic, day) while this one summarises."""
 
         def story_brief(self, story):
@@ -129,11 +130,13 @@ def test_a_builder_that_loses_the_race_returns_the_winners_brief(brief_settings,
                     TOPIC, "AI geopolitics", NOW.date().isoformat(), NOW.isoformat(), [], None, None)), content_hash="w"))
             return super().story_brief(story)
 
-    from embed.summarise.runtime import make_grounding
-    from embed.summarise.vectors import SentenceVectors
+    from digest.summary.calls import CallLog
+    from digest.summary.runtime import make_grounding
+    from digest.summary.vectors import SentenceVectors
 
-    calls = RacingCalls(sessions, summarizer, make_grounding(brief_settings, SentenceVectors(FakeEncoder())))
-    brief_id, brief = _build(brief_settings, sessions, summarizer, calls=calls)
+    racing = RacingSummaries(summarizer, make_grounding(brief_settings, SentenceVectors(FakeEncoder())), CallLog(),
+                             sessions)
+    brief_id, brief = _build(brief_settings, sessions, summarizer, summaries=racing)
     with sessions() as session:
         assert session.query(Brief).count() == 1 and session.get(Brief, brief_id).content_hash == "w"
     assert brief.cards == [] and summarizer.calls["card"] > 0

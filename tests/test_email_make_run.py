@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from embed.summarise.outputs import DailyBrief, from_dict
+from digest.summary.schema import DailyBrief, from_dict
 
 def run_offline(tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {

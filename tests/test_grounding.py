@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from embed.encoder import get_encoder
-from embed.summarise.grounding import MARK, GroundingChecker, grounded_terms, sanitise
-from embed.summarise.outputs import GlossaryTerm, InsightCard, Sentence, StoryBrief
-from embed.summarise.text import addresses_model, entities, is_recommendation, numbers
-from embed.summarise.vectors import SentenceVectors
+from digest.summary.grounding import MARK, GroundingChecker, grounded_terms, sanitise
+from digest.summary.schema import GlossaryTerm, InsightCard, Sentence, StoryBrief
+from digest.summary.text import addresses_model, entities, is_recommendation, numbers
+from digest.summary.vectors import SentenceVectors
 from tests import summarise_data
 
 PASSAGE = ("Lumen-3 is a mixture-of-experts model with 402 billion parameters, of which about 31 billion are "

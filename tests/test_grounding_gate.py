@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from embed.runtime import make_encoder
-from embed.summarise.grounding import DEFAULT_THRESHOLD, GroundingChecker
-from embed.summarise.vectors import SentenceVectors
+from digest.summary.grounding import DEFAULT_THRESHOLD, GroundingChecker
+from digest.summary.vectors import SentenceVectors
 from store.settings import Settings
 from tests.grounding_eval import SETS, balanced_accuracy, gate_subset, load, sentence_supports, summary_score
 

@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy import select
 
 from embed.encoder import get_encoder
-from embed.summarise import openai as openai_backend
-from embed.summarise.cache import summarise_story
-from embed.summarise.generative import Completion
-from embed.summarise.llamacpp import packaged_gguf
-from embed.summarise.outputs import to_dict
-from embed.summarise.runtime import make_summarizer
+from embed.chat import openai as openai_backend
+from digest.summary.cache import summarise_story
+from digest.summary.generative import Completion
+from embed.chat.llamacpp import packaged_gguf
+from digest.summary.schema import to_dict
+from digest.summary.runtime import make_summaries
 from store.db import open_database
 from store.models import ModelCall
 from store.settings import Settings
@@ -125,12 +125,12 @@ def model_sentences(replies: list[str]) -> list[dict]:
     return out
 
 
-def check_insights(insights, episode, summarizer, replies):
+def check_insights(insights, episode, summaries, replies):
     ids = {p.passage_id for p in episode.passages}
     passages = {p.passage_id: p for p in episode.passages}
     for insight in insights:
         assert insight.insight.passage_ids and set(insight.insight.passage_ids) <= ids
-        assert insight.insight.support is not None and insight.insight.support >= summarizer.grounding.threshold
+        assert insight.insight.support is not None and insight.insight.support >= summaries.checker.threshold
         first = passages[insight.insight.passage_ids[0]]
         assert (insight.episode.start, insight.episode.end) == (first.start, first.end)
     assert INVENTED not in json.dumps([to_dict(i) for i in insights])
@@ -139,7 +139,7 @@ def check_insights(insights, episode, summarizer, replies):
     for sentence in model_sentences(replies):
         cited = [passages[p].text for p in sentence.get("passage_ids") or [] if p in passages]
         text = " ".join(str(sentence.get("text", "")).split())
-        if not summarizer.grounding.supported(summarizer.grounding.score(text, cited)):
+        if not summaries.checker.supported(summaries.checker.score(text, cited)):
             assert text not in kept
 
 
@@ -152,10 +152,10 @@ def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path, session
     openai_backend._modes.clear()
     settings = Settings(data_dir=tmp_path, summarizer="openai", llm_base_url=llama_server, llm_model="smollm2",
                         **LLM_SETTINGS)
-    summarizer = make_summarizer(settings, get_encoder("fake"), sessions)
-    summarizer.chat = InventingChat(summarizer.chat)
+    summaries = make_summaries(settings, get_encoder("fake"), sessions)
+    summaries.summarizer.chat = InventingChat(summaries.summarizer.chat)
     episode = summarise_data.episode()
-    insights = summarise_story(sessions, summarizer, episode, "podcast_insights", limit=3)
+    insights = summaries.run(episode, "podcast_insights", limit=3)
 
     rows = calls(sessions)
     print("openai/llama.cpp server calls:", [(r.outcome, r.prompt_tokens, r.completion_tokens, round(r.seconds, 1),
@@ -167,25 +167,25 @@ def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path, session
     # llama.cpp's server refuses json_schema (HTTP 500); json_object + schema works and is remembered.
     assert openai_backend.remembered_format(llama_server) == "json_object_schema"
     assert len(insights) <= 3
-    check_insights(insights, episode, summarizer, summarizer.chat.replies)
+    check_insights(insights, episode, summaries, summaries.summarizer.chat.replies)
     # Whether or not the model's reply validated (a 135M model's often does not), the invented
     # insight citing a real passage is what the check must reject.
-    support = summarizer.grounding.score(INVENTED, [p.text for p in episode.passages])
-    assert support.missing_numbers and support.missing_entities and not summarizer.grounding.supported(support)
+    support = summaries.checker.score(INVENTED, [p.text for p in episode.passages])
+    assert support.missing_numbers and support.missing_entities and not summaries.checker.supported(support)
 
 
 def test_llamacpp_in_process(tmp_path, sessions, monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # read when llama.cpp's OpenMP runtime starts
     settings = Settings(data_dir=tmp_path, summarizer="llamacpp", llm_n_ctx=2048, llm_threads=2, **LLM_SETTINGS)
-    summarizer = make_summarizer(settings, get_encoder("fake"), sessions)
-    assert summarizer.name == "llamacpp" and summarizer.model == GGUF.name
-    summarizer.chat = InventingChat(summarizer.chat)
+    summaries = make_summaries(settings, get_encoder("fake"), sessions)
+    assert summaries.summarizer.name == "llamacpp" and summaries.summarizer.model == GGUF.name
+    summaries.summarizer.chat = InventingChat(summaries.summarizer.chat)
     episode = summarise_data.episode()
-    insights = summarise_story(sessions, summarizer, episode, "podcast_insights", limit=2)
+    insights = summaries.run(episode, "podcast_insights", limit=2)
     rows = calls(sessions)
     print("llamacpp calls:", [(r.outcome, r.prompt_tokens, r.completion_tokens, round(r.seconds, 1)) for r in rows],
           "insights kept:", len(insights))
     assert 1 <= len(rows) <= 2 and all(r.backend == "llamacpp" and r.model == GGUF.name for r in rows)
     assert all(r.prompt_tokens > 200 and r.completion_tokens > 0 for r in rows), [r.error for r in rows]
     assert len(insights) <= 2
-    check_insights(insights, episode, summarizer, summarizer.chat.replies)
+    check_insights(insights, episode, summaries, summaries.summarizer.chat.replies)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from digest.render import clean_text, render_brief, safe_url, select_cards, timestamp_url
-from embed.summarise.outputs import DailyBrief, from_dict
+from digest.summary.schema import DailyBrief, from_dict
 from tests.email_helpers import card, sample_brief
 
 UNSUB = "https://briefs.example/unsubscribe/tok123"

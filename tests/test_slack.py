@@ -22,7 +22,7 @@ from api.app import create_app
 from embed.encoder import FakeEncoder
 from embed.index import IndexStore
 from embed.pipeline import embed_pending
-from embed.summarise.outputs import (
+from digest.summary.schema import (
     DailyBrief,
     InsightCard,
     PodcastBrief,
@@ -31,9 +31,9 @@ from embed.summarise.outputs import (
     SourceRef,
     to_dict,
 )
-from ingest.entry import Entry, Kind, Segment
 from store import repo
 from store.db import open_database
+from store.entry import Entry, Kind, Segment
 from store.models import Brief, SlackRequest
 from tests.conftest import make_settings
 

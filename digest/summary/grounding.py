@@ -23,10 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
-from embed.summarise.base import PassageText, StoryInput
-from embed.summarise.outputs import InsightCard, PodcastInsight, Sentence, StoryBrief
-from embed.summarise.text import addresses_model, content_words, entities, numbers, split_sentences
-from embed.summarise.vectors import SentenceVectors
+from digest.summary.base import PassageText, StoryInput
+from digest.summary.schema import InsightCard, PodcastInsight, Sentence, StoryBrief
+from digest.summary.text import addresses_model, content_words, entities, numbers, split_sentences
+from digest.summary.vectors import SentenceVectors
 
 # Fitted on the dev splits of SummEdits (news, podcast) and QAGS (CNN/DM, XSum) with MiniLM by
 # benchmarks/grounding.py; the held-out figures are in docs/benchmarks.md. Coverage terms are

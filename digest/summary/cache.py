@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from embed.summarise.base import StoryInput, Summarizer
-from embed.summarise.grounding import GroundingChecker
-from embed.summarise.outputs import InsightCard, PodcastInsight, StoryBrief, from_dict, to_dict
+from digest.summary.base import StoryInput, Summarizer
+from digest.summary.schema import InsightCard, PodcastInsight, StoryBrief, from_dict, to_dict
 from store.models import Item, Story, Summary
+
+if TYPE_CHECKING:
+    from digest.summary.runtime import Summaries
 
 Kind = Literal["card", "story_brief", "podcast_insights"]
 KINDS = ("card", "story_brief", "podcast_insights")
@@ -36,23 +38,18 @@ def story_content_hash(story: StoryInput, kind: str, limit: int | None = None, c
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
-def summarise_story(sessions: sessionmaker[Session] | None, summarizer: Summarizer, story: StoryInput,
-                    kind: Kind, persona: str = "", *, limit: int = 3,
-                    checker: GroundingChecker | None = None):
+def summarise_story(summaries: Summaries, story: StoryInput, kind: Kind, persona: str = "", *, limit: int = 3):
     """InsightCard (kind="card"), StoryBrief ("story_brief") or list[PodcastInsight]
-    ("podcast_insights", `limit` of them): cached, grounded, every sentence cited."""
+    ("podcast_insights", `limit` of them): cached, checked, every sentence cited."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    checker = checker or getattr(summarizer, "grounding", None)
-    content_hash = story_content_hash(story, kind, limit if kind == "podcast_insights" else None,
-                                      checker.signature() if checker is not None else "unchecked")
+    summarizer, checker, sessions = summaries.summarizer, summaries.checker, summaries.sessions
+    content_hash = story_content_hash(story, kind, limit if kind == "podcast_insights" else None, checker.signature())
     key = dict(kind=kind, content_hash=content_hash, backend=summarizer.name, model=summarizer.model, persona=persona)
     if sessions is not None and (cached := _lookup(sessions, key)) is not None:
         return _decode(kind, cached)
-    output = _produce(summarizer, story, kind, persona, limit)
-    if checker is not None:
-        output = checker.check(output, story)
-    summarizer.invocations = getattr(summarizer, "invocations", 0) + 1
+    output = checker.check(_produce(summarizer, story, kind, persona, limit), story)
+    summaries.made += 1
     if sessions is not None and _made_by(output, summarizer):
         _store(sessions, key, story, _encode(kind, output))
     return output

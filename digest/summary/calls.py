@@ -1,5 +1,6 @@
-"""Every generative model call, logged to model_calls: prompt hash, backend, model, purpose,
-tokens, seconds, outcome (ok | retried | invalid | fallback | error) and the error text.
+"""Every generative model call, logged to model_calls: the prompt (messages as JSON) and its hash,
+the reply's text, backend, model, purpose, tokens, seconds, outcome (ok | retried | invalid |
+fallback | error | too_long) and the error text, so a bad summary can be audited.
 
 The extractive backend makes no model call and logs nothing.
 """
@@ -31,6 +32,12 @@ class CallRecord:
     seconds: float
     outcome: str
     error: str | None = None
+    prompt: str | None = None  # the messages as JSON
+    response: str | None = None
+
+
+def prompt_text(messages: list[dict]) -> str:
+    return json.dumps(messages, ensure_ascii=False)
 
 
 def prompt_hash(messages: list[dict], schema: dict | None = None) -> str:

@@ -1,1 +1,0 @@
-"""Summaries from open local models: a `Summarizer` interface, its backends, and grounding."""
