@@ -439,9 +439,9 @@ def send_brief(brief_id: int) -> list[str]:
 
 
 def _send_due(brief_id: int) -> list[str]:
-    from api.slack.post import slack_posting_enabled
     from digest.delivery import FAILED, SENT, deliveries_for
     from digest.schedule import subscriber_due
+    from digest.slack import slack_posting_enabled
     from digest.topics import load_topic
     from store.models import Brief, Subscriber
 
@@ -491,7 +491,7 @@ def deliver_email(self: Task, brief_id: int, subscriber_id: int) -> dict:
 @app.task(name="briefcast.post_slack", base=StageTask, bind=True)
 def post_slack(self: Task, brief_id: int) -> dict:
     """The brief to the configured Slack channel, exactly once; Slack's rate limits are retried."""
-    from api.slack.post import post_brief
+    from digest.slack import post_brief
 
     with _queued_until_done(self, f"slack:{brief_id}"):
         outcome = post_brief(runtime.settings, runtime.sessions(), brief_id, worker_id=_owner(self))

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from api.slack.post import SlackNotConfigured, SlackTransientError, post_brief
 from digest.delivery import deliveries_for
+from digest.slack import SlackNotConfigured, SlackTransientError, post_brief
 from store.db import open_database
 from store.models import Delivery
 from tests.test_slack import CHANNEL, TODAY, all_text, assert_valid_blocks, make_brief, slack, slack_settings, store_brief  # noqa: F401

@@ -3,6 +3,7 @@ SQLite and a loopback feed, the beat schedule's clock, and the import path witho
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from datetime import UTC, datetime, time
@@ -44,6 +45,45 @@ def settings(tmp_path, sqlite_url, redis_server):
 def test_importing_worker_loads_no_model_library():
     code = ("import sys, worker; heavy = [m for m in ('torch', 'faiss', 'llama_cpp', 'faster_whisper', "
             "'sentence_transformers', 'onnxruntime') if m in sys.modules]; print(heavy); assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+DELIVER_TASKS = ("send_brief", "_send_due", "deliver_email", "post_slack")
+OUR_PACKAGES = ("api", "digest", "embed", "ingest", "store")
+
+
+def lazy_imports(path, functions: tuple[str, ...] | None = None) -> set[str]:
+    """Modules imported inside the functions of a source file (all of them, or those named)."""
+    found: set[str] = set()
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and (functions is None or fn.name in functions):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+                elif isinstance(node, ast.Import):
+                    found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_delivering_a_brief_imports_nothing_from_the_api():
+    """The deliver tasks (email and Slack) run on workers that need no web app: neither `worker`
+    nor what its deliver tasks import when they run (and what those modules import lazily in
+    turn, such as slack_sdk) may load a module of api/."""
+    tasks = lazy_imports(ROOT / "worker.py", DELIVER_TASKS)
+    assert {"digest.slack", "digest.mail"} <= tasks, tasks
+    modules = set(tasks)
+    for name in tasks:
+        path = ROOT / (name.replace(".", "/") + ".py")
+        if name.split(".")[0] in OUR_PACKAGES and path.exists():
+            modules |= lazy_imports(path)
+    assert not any(m == "api" or m.startswith("api.") for m in modules), sorted(modules)
+    code = ("import importlib, sys, worker\n"
+            f"for name in {sorted(modules)!r}:\n"
+            "    importlib.import_module(name)\n"
+            "loaded = sorted(m for m in sys.modules if m == 'api' or m.startswith('api.'))\n"
+            "assert not loaded, loaded\n"
+            "assert 'digest.slack' in sys.modules and 'slack_sdk' in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.slack import blocks as bk
-from embed.summarise.outputs import DailyBrief, from_dict
+from digest import slack_blocks as sb
+from digest.slack import load_brief
 from store.models import Brief
 from store.settings import Settings
 
@@ -24,19 +25,8 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 
 
-class BriefUnreadable(ValueError):
-    """A stored payload that no longer fits the DailyBrief shape; the message names the row."""
-
-
 def message(text: str, blocks: list[dict] | None = None) -> dict:
-    return {"text": text, "blocks": blocks or [bk.section(text)], "response_type": "ephemeral"}
-
-
-def load_brief(row: Brief) -> DailyBrief:
-    try:
-        return from_dict(DailyBrief, row.payload)
-    except (TypeError, KeyError, AttributeError, ValueError) as exc:
-        raise BriefUnreadable(f"brief {row.id} ({row.topic}, {row.day}) cannot be read: {exc}") from None
+    return {"text": text, "blocks": blocks or [sb.section(text)], "response_type": "ephemeral"}
 
 
 def find_brief(sessions: sessionmaker[Session], topic: str, day: str) -> Brief | None:
@@ -83,11 +73,11 @@ def brief_reply(settings: Settings, sessions: sessionmaker[Session], text: str, 
     if row is None:
         return message(_no_brief(sessions, topic, day, send_at))
     brief = load_brief(row)
-    return {"text": bk.brief_text(brief), "blocks": bk.brief_blocks(brief), "response_type": "ephemeral"}
+    return {"text": sb.brief_text(brief), "blocks": sb.brief_blocks(brief), "response_type": "ephemeral"}
 
 
 def _no_brief(sessions: sessionmaker[Session], topic: str, day: str, send_at: str | None) -> str:
-    shown = bk.escape(topic)
+    shown = sb.escape(topic)
     text = f"No brief for *{shown}* on {day} yet."
     if send_at:
         text += f" The worker builds it at {send_at} (or run `briefcast digest --topic {shown}`)."

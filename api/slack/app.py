@@ -84,7 +84,7 @@ def slack_router(settings: Settings, sessions: sessionmaker[Session], search_con
 def build_bolt_app(settings: Settings, sessions: sessionmaker[Session], search_context):
     from slack_bolt import App
 
-    from api.slack.post import web_client
+    from digest.slack import web_client
 
     app = App(client=web_client(settings), signing_secret=settings.slack_signing_secret.get_secret_value(),
               process_before_response=False, token_verification_enabled=False, logger=log)
@@ -115,7 +115,8 @@ def _skip_retries(sessions: sessionmaker[Session]):
 
 
 def _register_brief(app, settings: Settings, sessions: sessionmaker[Session]) -> None:
-    from api.slack.answers import BriefUnreadable, brief_reply, message
+    from api.slack.answers import brief_reply, message
+    from digest.slack import BriefUnreadable
     from api.slack.retries import release
 
     @app.command("/brief")

@@ -16,7 +16,7 @@ def post(
 ) -> None:
     """Post the stored brief of a topic's day to BRIEFCAST_SLACK_CHANNEL, once."""
     from api.slack.answers import find_brief, topic_today
-    from api.slack.post import SlackNotConfigured, SlackTransientError, post_brief
+    from digest.slack import SlackNotConfigured, SlackTransientError, post_brief
 
     settings, sessions = ctx.obj.settings, ctx.obj.sessions()
     topic = topic or settings.slack_topic

@@ -1,7 +1,9 @@
 """The daily brief posted to the configured Slack channel, exactly once per (channel, topic, day).
 
-`post_brief` is what the worker's deliver task calls. It claims the delivery through
-digest.delivery (channel "slack", target the channel id) and posts with chat.postMessage.
+The Slack side of delivery, beside digest.mail: `post_brief` is what the worker's deliver task
+and `briefcast slack post` call; the Block Kit it posts comes from digest.slack_blocks. It claims
+the delivery through digest.delivery (channel "slack", target the channel id) and posts with
+chat.postMessage.
 Every post carries its idempotency key in Slack message metadata, so a sender that crashed
 between posting and recording the post is settled by reading the channel (`confirm`), not by
 posting again. Errors come out named: `SlackTransientError` (connection trouble, HTTP 429 with
@@ -25,6 +27,8 @@ from digest.delivery import (
     TransientDeliveryError,
     deliver_once,
 )
+from digest.slack_blocks import brief_blocks, brief_text
+from digest.summary.schema import DailyBrief, from_dict
 from store.models import Brief
 from store.settings import Settings
 
@@ -55,6 +59,17 @@ class SlackNotConfigured(RuntimeError):
     """No bot token or no channel: nothing can be posted."""
 
 
+class BriefUnreadable(ValueError):
+    """A stored payload that no longer fits the DailyBrief shape; the message names the row."""
+
+
+def load_brief(row: Brief) -> DailyBrief:
+    try:
+        return from_dict(DailyBrief, row.payload)
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise BriefUnreadable(f"brief {row.id} ({row.topic}, {row.day}) cannot be read: {exc}") from None
+
+
 def slack_posting_enabled(settings: Settings) -> bool:
     return bool(settings.slack_bot_token and settings.slack_bot_token.get_secret_value() and settings.slack_channel)
 
@@ -77,9 +92,6 @@ def post_brief(settings: Settings, sessions: sessionmaker[Session], brief_id: in
     sender holds the claim) or `failed` (a permanent refusal; `error` says why).
     Raises SlackTransientError (retry later) and SlackNotConfigured.
     """
-    from api.slack.answers import load_brief
-    from api.slack.blocks import brief_blocks, brief_text
-
     if not slack_posting_enabled(settings):
         raise SlackNotConfigured("set BRIEFCAST_SLACK_BOT_TOKEN and BRIEFCAST_SLACK_CHANNEL to post the brief to Slack")
     with sessions() as session:
