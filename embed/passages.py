@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ingest.entry import Segment
+from store.entry import Segment
 from ingest.text import word_count
 
 TARGET_WORDS = 160

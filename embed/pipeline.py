@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from embed.encoder import Encoder
 from embed.index import IndexStore, PassageIndex, choose_kind
 from embed.passages import split_item
-from ingest.entry import Segment
+from store.entry import Segment
 from store.models import Item, Passage
 
 SPLIT_CHUNK = 200  # items per transaction while splitting

@@ -9,10 +9,10 @@ from datetime import datetime
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-from ingest.entry import Entry, Kind
 from ingest.fetch import PAGE_ACCEPT, Fetcher
 from ingest.parse import parse_date
 from ingest.text import word_count
+from store.entry import Entry, Kind
 
 log = logging.getLogger(__name__)
 ROBOTS_MAX_BYTES = 512 * 1024

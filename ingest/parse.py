@@ -17,9 +17,10 @@ import feedparser
 import feedparser.datetimes
 import lxml.html
 
-from ingest.entry import Enclosure, Entry, Kind
 from ingest.podcast_xml import item_key, transcripts_by_item
 from ingest.text import html_to_text, looks_truncated
+from ingest.urls import canonical_url
+from store.entry import Enclosure, Entry, Kind
 
 FEED_LINK_TYPES = {
     "application/rss+xml",
@@ -187,7 +188,8 @@ def _entry_from_feedparser(e, index: int, feed_language: str | None, transcripts
 
 
 def finish_entry(entry: Entry) -> Entry:
-    """Derive text, kind and the teaser flag once, the same way for every format."""
+    """Derive text, kind, the teaser flag and the canonical URL once, the same way for every format."""
+    entry.canonical_url = canonical_url(entry.url) if entry.url else None
     body = entry.content_html if len(entry.content_html) >= len(entry.summary_html) else entry.summary_html
     entry.text = entry.text or html_to_text(body)
     entry.truncated = entry.truncated or looks_truncated(entry.text)

@@ -11,7 +11,7 @@ from typing import Any
 
 from lxml import etree
 
-from ingest.entry import TranscriptRef
+from store.entry import TranscriptRef
 
 __all__ = ["PODCAST_NAMESPACES", "item_key", "transcripts_by_item"]
 

@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.content import RobotsCache, fill_full_text, needs_full_text
-from ingest.entry import Entry, Kind
 from ingest.fetch import FetchResult, Fetcher
-from ingest.ids import entry_hash
 from ingest.parse import NotAFeedError, ParsedFeed, parse_feed
 from ingest.threads import ThreadError, parse_thread
-from ingest.transcripts import TranscriptError, choose_transcript, parse_transcript, transcript_format, transcript_text
+from ingest.transcripts import TranscriptError, choose_transcript, parse_transcript, transcript_format
 from store import repo
+from store.entry import Entry, Kind, entry_hash, transcript_text
 from store.models import FetchAttempt, Source
 from store.settings import Settings
 

@@ -20,9 +20,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingest.entry import Entry, Kind
 from ingest.transcripts import decode_transcript
 from ingest.urls import URL_RE, canonical_url, is_http_url, unwrap_redirect
+from store.entry import Entry, Kind
 
 __all__ = ["ThreadError", "dedupe_posts", "looks_truncated", "normalise_for_dedupe", "parse_thread"]
 
@@ -439,11 +439,13 @@ def _to_entry(
     n: int, raw: _RawPost, clean: _CleanPost, dedupe_key: str, truncated: bool, source_url: str
 ) -> Entry:
     """Entry for the post at 1-based position `n` of the export."""
+    url = _entry_url(n, raw, clean, source_url)
     return Entry(
         title=_title_of(clean),
         kind=Kind.POST,
         guid=raw.id or _content_guid(source_url, dedupe_key),
-        url=_entry_url(n, raw, clean, source_url),
+        url=url,
+        canonical_url=canonical_url(url),
         author=raw.author,
         published=_parse_time(raw.posted_at),
         language=None,

@@ -22,7 +22,7 @@ import srt
 import webvtt
 from webvtt.errors import MalformedCaptionError, MalformedFileError
 
-from ingest.entry import Segment, TranscriptRef
+from store.entry import Segment, TranscriptRef
 
 __all__ = [
     "TranscriptError",
@@ -164,11 +164,6 @@ def parse_transcript(data: bytes, fmt: str, *, encoding_hint: str | None = None)
     if not text.strip():
         raise TranscriptError(f"{fmt} transcript is empty ({len(data)} bytes)")
     return parser(text)
-
-
-def transcript_text(segments: Iterable[Segment]) -> str:
-    """An episode's text from its transcript: one line per segment (published or ASR alike)."""
-    return "\n".join(s.text for s in segments)
 
 
 def _normalise_newlines(text: str) -> str:

@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from ingest.entry import Entry, Segment
-from ingest.ids import content_hash, entry_canonical_url, entry_hash, stable_key
-from ingest.transcripts import transcript_text
+from store.entry import Entry, Segment, content_hash, entry_hash, stable_key, transcript_text
 from store.models import FetchAttempt, Item, Source, Tombstone, TranscriptSegment
 
 # --- sources ---------------------------------------------------------------------------------
@@ -141,14 +139,15 @@ def upsert_entries(session: Session, source: Source, entries: list[Entry],
     """Insert new entries, update changed ones, skip tombstoned ones; idempotent.
 
     `hashes` maps id(entry) to the entry hash computed before enrichment (full text, transcripts),
-    so a re-fetch compares like with like.
+    so a re-fetch compares like with like. An entry is matched by its `canonical_url`, which ingest
+    set when it built the entry: store does not know how URLs are canonicalised.
     """
     stats = UpsertStats()
     existing = _Existing(session, source.id)
     seen_keys: set[str] = set()
-    urls = Counter(entry_canonical_url(e) for e in entries)
+    urls = Counter(e.canonical_url for e in entries)
     for entry in entries:
-        url = entry_canonical_url(entry)
+        url = entry.canonical_url
         key = stable_key(entry, url_is_unique=urls[url] == 1)
         if urls[url] > 1:
             url = None  # not an identity for matching either

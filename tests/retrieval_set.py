@@ -25,9 +25,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.entry import Segment
-from ingest.ids import content_hash, sha256
 from ingest.transcripts import parse_transcript
+from store.entry import Segment, content_hash, sha256
 from store.models import Item, Source, TranscriptSegment
 
 SET_PATH = Path(__file__).resolve().parent / "data" / "retrieval.json"

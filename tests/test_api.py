@@ -22,9 +22,9 @@ from api.app import create_app
 from embed.encoder import FakeEncoder
 from embed.index import IndexStore
 from embed.pipeline import embed_pending
-from ingest.entry import Entry, Kind, Segment
 from store import repo
 from store.apikeys import create_key
+from store.entry import Entry, Kind, Segment
 from store.db import open_database
 from tests.conftest import make_settings
 

@@ -22,8 +22,8 @@ from embed.index import POINTER, IndexReader, IndexStore
 from embed.keyword import query_terms
 from embed.pipeline import embed_pending
 from embed.search import SearchFilters, search
-from ingest.entry import Entry
 from store import repo
+from store.entry import Entry
 from store.models import Item, Passage
 from tests.test_search import DOCS, world  # noqa: F401  (the fixture: 4 items embedded, SQLite and PostgreSQL)
 

@@ -12,9 +12,9 @@ import warnings
 import feedparser
 import pytest
 
-from ingest.entry import Kind
 from ingest.fetch import Fetcher
 from ingest.parse import NotAFeedError, discover_feed_links, parse_feed, run_feedparser, sniff
+from store.entry import Kind
 from tests.conftest import make_settings
 
 EXPECT = re.compile(rb"Expect:\s*(.+?)\s*(?:-->|\n)")
@@ -108,6 +108,21 @@ def test_json_feed_authors_dates_and_attachments():
     assert entry.author == "Ana, Bo" and entry.language == "en-gb"
     assert entry.published.isoformat() == "2026-11-20T09:00:00+00:00"
     assert entry.kind == Kind.EPISODE and entry.audio.url == "https://pod.test/ep1.mp3"
+
+
+def test_every_format_hands_store_the_canonical_url_with_the_entry():
+    """store matches entries by canonical URL but cannot canonicalise (it imports nothing of
+    ingest): the parser sets it, the same way for every format."""
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>N</title>'
+           b"<item><title>A</title><link>/a?utm_source=rss&amp;b=2#comments</link></item>"
+           b"<item><title>B</title><description>No link at all.</description></item></channel></rss>")
+    linked, unlinked = parse_feed(rss, url="https://News.Example/feed.xml", headers={}).entries
+    assert linked.url == "https://News.Example/a?utm_source=rss&b=2#comments"
+    assert linked.canonical_url == "https://news.example/a?b=2"
+    assert unlinked.url is None and unlinked.canonical_url is None
+    doc = {"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", "url": "/ep1?fbclid=x", "content_text": "Hi."}]}
+    (entry,) = parse_feed(json.dumps(doc).encode(), url="https://pod.test/feed.json").entries
+    assert entry.canonical_url == "https://pod.test/ep1"
 
 
 def test_not_json_feed_says_why(corpus):

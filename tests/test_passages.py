@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from embed.passages import MAX_WORDS, split_item, split_segments, split_sentences, split_text
-from ingest.entry import Segment
 from ingest.text import word_count
 from ingest.transcripts import parse_transcript
+from store.entry import Segment
 
 
 def test_sentences_respect_abbreviations_and_cjk_stops():

@@ -8,9 +8,9 @@ import time
 import feedparser
 import pytest
 
-from ingest.entry import TranscriptRef
 from ingest.podcast_xml import item_key, transcripts_by_item
 from ingest.transcripts import choose_transcript, transcript_format
+from store.entry import TranscriptRef
 from tests.test_transcripts import corpus_path  # moves to conftest.py later
 
 NEW_NS = "https://podcastindex.org/namespace/1.0"

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from ingest.ids import sha256
 from store.db import open_database
+from store.entry import sha256
 from store.models import Item, Source, TranscriptSegment
 from tests.retrieval_set import (
     SET_PATH,

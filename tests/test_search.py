@@ -12,8 +12,8 @@ from embed.encoder import FakeEncoder
 from embed.index import IndexReader, IndexStore
 from embed.pipeline import embed_pending
 from embed.search import SearchContext, SearchFilters, keyword_terms, search
-from ingest.entry import Entry, Kind, Segment
 from store import repo
+from store.entry import Entry, Kind, Segment
 from store.models import Item, Passage
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

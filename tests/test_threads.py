@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import pytest
 
-from ingest.entry import Kind
 from ingest.threads import ThreadError, dedupe_posts, looks_truncated, parse_thread
 from ingest.urls import URL_RE
+from store.entry import Kind
 
 SEED_003 = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "003_b3f3aefd5886670b.txt"
 SOURCE = "https://social.example/threads/003"
@@ -149,6 +149,8 @@ def test_redirect_links_are_unwrapped_in_text_and_become_the_entry_url():
     assert first.text == f"Read this: Reuters on chips {clean} and my notes at {own}."
     assert first.url == clean
     assert second.url == f"{SOURCE}#post-2"  # a link back into the thread is not external
+    # store keys entries by this: every post without an external link shares the thread's URL
+    assert (first.canonical_url, second.canonical_url, third.canonical_url) == (clean, SOURCE, SOURCE)
     assert third.text == "click me for nothing" and "javascript" not in third.text
 
 

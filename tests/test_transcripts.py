@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ingest.entry import Segment, TranscriptRef
 from ingest.transcripts import (
     TranscriptError,
     choose_transcript,
@@ -23,6 +22,7 @@ from ingest.transcripts import (
     split_speaker_prefix,
     transcript_format,
 )
+from store.entry import Segment, TranscriptRef
 
 # ---------------------------------------------------------------------------------------------
 # Corpus lookup (to move into conftest.py)

@@ -1,7 +1,7 @@
 """Speech recognition for podcasts that publish audio only.
 
 `get_transcriber(name)` builds a backend (`base`, `tiny.en`, `fake`); `Transcriber.transcribe`
-takes a file or a 16 kHz mono array and returns `ingest.entry.Segment`s with absolute times.
+takes a file or a 16 kHz mono array and returns `store.entry.Segment`s with absolute times.
 `ingest.asr.stage.transcribe_pending` is the stage the CLI and the Celery task call.
 Nothing here imports faster_whisper or PyAV until it is used.
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 from ingest.asr.audio import Chunk, chunks, duration_seconds, pcm_blocks
 from ingest.asr.base import TimedSegment, Transcriber, Word
-from ingest.entry import Segment
+from store.entry import Segment
 
 EDGE_SECONDS = 2.0  # near a chunk's edge a word may be cut: never cut the overlap there
 Progress = Callable[[float, float | None], None]  # (seconds done, seconds in all or None)
