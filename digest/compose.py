@@ -30,7 +30,8 @@ from digest.topics import TopicProfile, load_topic
 from digest.vectors import passage_vectors
 from embed.encoder import Encoder
 from embed.index import IndexStore, VectorIndex
-from digest.summary.base import PassageText, StoryInput, Summarizer
+from digest.summary.base import GENERAL_READER, PassageText, StoryInput, Summarizer
+from digest.summary.budget import fit_brief
 from digest.summary.runtime import Summaries
 from digest.summary.schema import (
     DailyBrief,
@@ -46,13 +47,13 @@ from digest.summary.schema import (
 from store.models import Brief, BriefStory, Delivery, Item, Passage, Source, Story, Subscriber
 from store.settings import Settings
 
-MAX_PERSONAS = 4  # cards per story: the topic's default persona and up to three more readers chose
+MAX_PERSONAS = 3  # persona cards per story besides the general reader's: the ones subscribers chose
 log = logging.getLogger(__name__)
 
 PASSAGES_PER_STORY = 24  # what a summariser reads of one story, most central first
 PASSAGES_PER_ITEM = 4  # so one long transcript cannot crowd the other sources out
 PODCAST_INSIGHTS_PER_EPISODE = 3
-UNVERIFIED_CHARS = 280
+UNVERIFIED_CLAIMS = 5  # claims only posts carry, listed under their own label
 
 
 # --- the summariser, behind one seam -------------------------------------------------------------
@@ -114,7 +115,7 @@ def story_input(session: Session, story: Story, profile: TopicProfile, index: Ve
     return StoryInput(
         story_id=story.id, title=story.title, topic=profile.name,
         sources=[refs[m.item_id] for m in members if m.item_id in refs],
-        passages=[PassageText(p.id, p.item_id, p.text, p.start, p.end, p.speaker) for p in chosen],
+        passages=[PassageText(p.id, p.item_id, p.text, p.start, p.end, p.speaker, p.position) for p in chosen],
         topic_terms=list(profile.keywords), personas=list(profile.personas),
     )
 
@@ -122,16 +123,14 @@ def story_input(session: Session, story: Story, profile: TopicProfile, index: Ve
 # --- unverified claims ---------------------------------------------------------------------------
 
 
-def unverified_claim(story_in: StoryInput) -> Sentence | None:
-    """A posts-only story as one line: its most central post passage, cut short, citing it. The
-    brief keeps it apart (DailyBrief.unverified, `unverified=True`); renderers label the section."""
-    if not story_in.passages:
-        return None
-    passage = story_in.passages[0]
-    text = " ".join(passage.text.split())
-    if len(text) > UNVERIFIED_CHARS:
-        text = text[:UNVERIFIED_CHARS].rsplit(" ", 1)[0] + " …"
-    return Sentence(text=text, passage_ids=[passage.passage_id], unverified=True)
+def unverified_claim(story_in: StoryInput, summaries: Summaries) -> Sentence | None:
+    """A posts-only story as one line: its most central post sentence that stands alone (whole,
+    quotes closed), citing it. The brief keeps it apart (DailyBrief.unverified, `unverified=True`);
+    renderers label the section."""
+    from digest.summary.extractive import central_sentence
+
+    sentence = central_sentence(story_in, summaries.checker.vectors)
+    return None if sentence is None else replace(sentence, unverified=True)
 
 
 def _gather_unverified(cards: list[InsightCard], lead: StoryBrief | None, posts_only: list[Sentence],
@@ -167,6 +166,28 @@ def _discard_if_empty_and_unsent(session: Session, brief_id: int, brief: DailyBr
     return True
 
 
+class BriefAlreadySent(RuntimeError):
+    """A brief that went out (or is going out) is what its readers got: it is never rebuilt."""
+
+
+def discard_unsent_brief(sessions: sessionmaker[Session], topic: str, day: str) -> bool:
+    """Delete the stored (topic, day) brief so the next build writes it anew (after changing the
+    summariser or the topic profile); BriefAlreadySent when any delivery of that day exists."""
+    with sessions() as session, session.begin():
+        found = stored_brief(session, topic, day)
+        if found is None:
+            return False
+        deliveries = session.execute(select(Delivery.status, func.count()).where(
+            Delivery.topic == topic, Delivery.day == day).group_by(Delivery.status)).all()
+        if deliveries:
+            states = ", ".join(f"{n} {status}" for status, n in deliveries)
+            raise BriefAlreadySent(f"the {topic} brief for {day} already has deliveries ({states}); "
+                                   "a brief readers got is never rebuilt")
+        session.execute(delete(BriefStory).where(BriefStory.brief_id == found[0]))
+        session.execute(delete(Brief).where(Brief.id == found[0]))
+        return True
+
+
 def _has_episode(session: Session, story_id: int) -> bool:
     return any(m.kind == "episode" for m in distinct_members(story_members(session, story_id)))
 
@@ -185,9 +206,7 @@ def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicP
     with sessions() as session:
         stories = {s.story_id: session.get(Story, s.story_id) for s in [*ranking.selected, *ranking.scored]}
         inputs = {s.story_id: story_input(session, stories[s.story_id], profile, index) for s in ranking.selected}
-        personas = brief_personas(session, profile)
-        cards = [summaries.card(inputs[s.story_id], persona) for s in ranking.selected for persona in personas]
-        cards = [c for c in cards if not c.unverified and (c.summary or c.key_insights)]
+        cards = _cards(summaries, [inputs[s.story_id] for s in ranking.selected], brief_personas(session, profile))
         lead = None
         if ranking.selected:
             first = ranking.selected[0].story_id
@@ -196,23 +215,42 @@ def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicP
         podcasts = _podcasts(session, settings, profile, day, ranking, stories, summaries, encoder, index)
         posts_only = []
         for s in ranking.unverified[: settings.brief_k]:
-            claim = unverified_claim(story_input(session, stories[s.story_id], profile, index))
+            claim = unverified_claim(story_input(session, stories[s.story_id], profile, index), summaries)
             if claim is not None:
                 posts_only.append(claim)
+    unverified = _gather_unverified(cards, lead, posts_only, UNVERIFIED_CLAIMS)
+    cards, podcasts, unverified = fit_brief(cards, podcasts, unverified)
     story_ids = list(dict.fromkeys(c.story_id for c in cards))
-    return _Composed(cards, lead, podcasts, _gather_unverified(cards, lead, posts_only, 2 * settings.brief_k), story_ids)
+    return _Composed(cards, lead, podcasts, unverified, story_ids)
+
+
+def _cards(summaries: Summaries, stories: list[StoryInput], personas: list[str]) -> list[InsightCard]:
+    """The general reader's card of each story, then a card for each persona that the story has
+    something particular for (a persona card the summariser wrote as the general one is dropped:
+    its reader gets the general card, without a false label)."""
+    out: list[InsightCard] = []
+    for story in stories:
+        general = summaries.card(story, GENERAL_READER)
+        if general.unverified or not (general.summary or general.key_insights):
+            continue
+        out.append(general)
+        for persona in personas:
+            card = summaries.card(story, persona)
+            if card.persona and not card.unverified and card.summary:
+                out.append(card)
+    return out
 
 
 def brief_personas(session: Session, profile: TopicProfile) -> list[str]:
-    """Whom the cards are written for: the topic's first persona (the brief on disk, readers
-    without one), then the personas the topic's active subscribers chose, at most MAX_PERSONAS in
-    all. Each persona is one more summariser call per story: the cost grows with K x personas."""
+    """The personas the topic's active subscribers chose (known to the topic first), at most
+    MAX_PERSONAS: each is one more summariser call per story (the cost grows with K x personas).
+    Everyone else, and the brief on disk, get the general reader's cards."""
     rows = session.execute(select(Subscriber.persona, Subscriber.topics).where(
         Subscriber.active.is_(True), Subscriber.persona.is_not(None))).all()
     wanted = {persona.strip() for persona, topics in rows if persona.strip() and profile.name in (topics or [])}
-    known = [p for p in profile.personas if p in wanted]
-    others = sorted(wanted - set(profile.personas))
-    return list(dict.fromkeys([profile.persona, *known, *others]))[:MAX_PERSONAS]
+    known = [p for p in profile.persona_names if p in wanted]
+    others = sorted(wanted - set(profile.persona_names))
+    return list(dict.fromkeys([*known, *others]))[:MAX_PERSONAS]
 
 
 def _podcasts(session, settings, profile, day, ranking: Ranking, stories, summaries: Summaries, encoder,
@@ -234,14 +272,18 @@ def _podcasts(session, settings, profile, day, ranking: Ranking, stories, summar
 
 def build_daily_brief(settings: Settings, sessions: sessionmaker[Session], topic: str, day: date, *,
                       encoder: Encoder | None = None, summarizer: Summarizer | None = None,
-                      summaries: Summaries | None = None, now: datetime | None = None) -> tuple[int, DailyBrief]:
+                      summaries: Summaries | None = None, now: datetime | None = None,
+                      rebuild: bool = False) -> tuple[int, DailyBrief]:
     """The (topic, day) brief: the stored one if it exists, else built, stored and returned.
+    `rebuild` discards a stored brief that has not been sent first (BriefAlreadySent if it was).
 
     Clusters pending items, ranks the topic's stories for the day, summarises the top
     `settings.brief_k` through the grounding check, stores the Brief and its BriefStory rows.
     """
     profile = load_topic(settings, topic)  # an unknown topic fails here, before any work
     day_str = day.isoformat()
+    if rebuild:
+        discard_unsent_brief(sessions, topic, day_str)
     with sessions() as session, session.begin():
         found = stored_brief(session, topic, day_str)
         if found is not None and _discard_if_empty_and_unsent(session, *found):

@@ -31,7 +31,7 @@ from digest.delivery import (
     deliver_once,
     idempotency_key,
 )
-from digest.render import RenderedBrief, passage_items_for, render_brief
+from digest.render import RenderedBrief, render_brief
 from digest.summary.schema import DailyBrief, from_dict
 from store.models import Brief, Subscriber
 from store.settings import Settings
@@ -214,11 +214,10 @@ def worker_name() -> str:
 
 
 def subscriber_message(settings: Settings, brief: DailyBrief, subscriber: Subscriber, *,
-                       passage_items: dict[int, int] | None = None,
                        date: datetime | None = None) -> tuple[RenderedBrief, EmailMessage]:
     """The message one subscriber gets: their persona's cards, their unsubscribe link, the delivery's Message-ID."""
     links = unsubscribe_links(settings, subscriber.unsubscribe_token)
-    rendered = render_brief(brief, persona=subscriber.persona, passage_items=passage_items, unsubscribe_url=links.https)
+    rendered = render_brief(brief, persona=subscriber.persona, unsubscribe_url=links.https)
     key = idempotency_key("email", subscriber.email, brief.topic, brief.day)
     message = build_message(rendered, to_addr=subscriber.email, to_name=subscriber.name, from_addr=settings.smtp_from,
                             message_id=message_id_for(key, settings.smtp_from), unsubscribe=links,
@@ -240,7 +239,7 @@ def send_brief_email(settings: Settings, sessions: sessionmaker[Session], *, sub
         if subscriber is None or row is None or not subscriber.active:
             return None
         brief = from_dict(DailyBrief, row.payload)
-    _, message = subscriber_message(settings, brief, subscriber, passage_items=passage_items_for(sessions, brief))
+    _, message = subscriber_message(settings, brief, subscriber)
     transport = transport or SmtpTransport(SmtpConfig.from_settings(settings))
     return deliver_once(
         sessions, channel="email", target=subscriber.email, topic=brief.topic, day=brief.day,
@@ -257,11 +256,10 @@ def email_recipients(sessions: sessionmaker[Session], topic: str) -> list[int]:
     return [s.id for s in list_subscribers(sessions, topic=topic, active_only=True)]
 
 
-def preview_message(settings: Settings, brief: DailyBrief, *, passage_items: dict[int, int] | None = None,
-                    date: datetime | None = None) -> tuple[RenderedBrief, EmailMessage]:
+def preview_message(settings: Settings, brief: DailyBrief, *, date: datetime | None = None) -> tuple[RenderedBrief, EmailMessage]:
     """What `briefcast digest` writes: the message as sent, addressed to settings.preview_to."""
     preview = Subscriber(email=settings.preview_to, name=None, persona=None, unsubscribe_token="preview")
-    return subscriber_message(settings, brief, preview, passage_items=passage_items, date=date)
+    return subscriber_message(settings, brief, preview, date=date)
 
 
 @dataclass(frozen=True)
@@ -281,8 +279,7 @@ def write_brief_files(settings: Settings, sessions: sessionmaker[Session] | None
     """brief.html, brief.txt, brief.json and brief.eml (the message as sent, to the preview address)."""
     out = out_dir or default_out_dir(settings, brief.topic, brief.day)
     out.mkdir(parents=True, exist_ok=True)
-    items = passage_items_for(sessions, brief) if sessions is not None else {}
-    rendered, message = preview_message(settings, brief, passage_items=items)
+    rendered, message = preview_message(settings, brief)
     files = BriefFiles(out / "brief.html", out / "brief.txt", out / "brief.json", out / "brief.eml")
     _write(files.html, rendered.html.encode("utf-8"))
     _write(files.text, rendered.text.encode("utf-8"))

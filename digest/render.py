@@ -27,8 +27,10 @@ from digest.summary.schema import DailyBrief, InsightCard, PodcastInsight, Sente
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOP_CARDS = 5
+PREHEADER_CHARS = 140
 WORDS_PER_MINUTE = 230
-_NOT_READ = {"url", "unsubscribe_url", "web_url", "kind", "published", "topic", "day"}
+_NOT_READ = {"url", "unsubscribe_url", "web_url", "kind", "published", "topic", "day", "anchor", "line", "sources",
+             "related"}
 UNVERIFIED_HEADING = "Unverified: only social posts carry these claims"
 UNVERIFIED_NOTE = "No independent article or episode confirms them; they are shown for awareness, not ranked as insights."
 _CITATION = re.compile(r"\s*\[(\d{1,2})\]")
@@ -96,6 +98,19 @@ class LinkView:
 
 
 @dataclass
+class PublisherView:
+    """A card's source list shows publishers, each linked to its item (more items: numbered links)."""
+
+    name: str
+    links: list[LinkView]
+    unverified: bool = False  # a social post: labelled as such
+
+    @property
+    def first(self) -> LinkView:
+        return self.links[0]
+
+
+@dataclass
 class InsightView:
     text: str
     episode: LinkView
@@ -104,6 +119,7 @@ class InsightView:
 
 @dataclass
 class CardView:
+    anchor: str  # the card's id in the HTML, which "Today in five lines" links to
     title: str
     summary: str
     persona: str
@@ -115,9 +131,11 @@ class CardView:
     best_for: list[str]
     attribution: str
     reading_minutes: int
-    sources: list[LinkView]
-    related: list[LinkView]
+    sources: list[PublisherView]
+    related: list[PublisherView]
     related_insights: list[InsightView]
+
+    line: str = ""  # the card in one sentence, for "Today in five lines"
 
 
 @dataclass
@@ -148,7 +166,6 @@ class BriefView:
     day: str
     day_long: str
     cards: list[CardView]
-    lead: LeadView | None
     podcasts: list[InsightView]
     unverified: list[str]
     unsubscribe_url: str | None
@@ -156,6 +173,11 @@ class BriefView:
     reading_minutes: int
     unverified_heading: str = UNVERIFIED_HEADING
     unverified_note: str = UNVERIFIED_NOTE
+
+    @property
+    def preheader(self) -> str:
+        """The line an inbox shows beside the subject: the day's stories by title."""
+        return clip(" · ".join(c.title for c in self.cards), PREHEADER_CHARS) or "No new insights today"
 
 
 def _sentences(sentences: list[Sentence]) -> str:
@@ -178,14 +200,43 @@ def insight_view(insight: PodcastInsight) -> InsightView:
                        related=[insight_view(r) for r in insight.related])
 
 
+def publisher_views(refs: list[SourceRef]) -> list[PublisherView]:
+    """Items grouped by publisher, in their order: "Policy Wire", linked, rather than each title."""
+    groups: dict[str, PublisherView] = {}
+    for ref in refs:
+        link = link_view(ref)
+        name = link.publisher or link.title
+        if name not in groups:
+            groups[name] = PublisherView(name=name, links=[], unverified=ref.kind == "post")
+        groups[name].links.append(link)
+    return list(groups.values())
+
+
+LINE_WORDS = 35
+
+
+def one_line(card: InsightCard) -> str:
+    """The summary's lede, or the takeaway when the lede runs long and the takeaway is shorter."""
+    options = [t for t in (_sentences(card.summary[:1]), _sentences(card.key_takeaway[:1])) if t]
+    if not options:
+        return ""
+    return options[0] if len(options[0].split()) <= LINE_WORDS else min(options, key=lambda t: len(t.split()))
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 def card_view(card: InsightCard, podcast_insights: list[PodcastInsight]) -> CardView:
     return CardView(
+        anchor=f"story-{card.story_id}",
         title=clean_text(card.title), summary=_sentences(card.summary), persona=clean_text(card.persona),
+        line=one_line(card),
         key_takeaway=_sentences(card.key_takeaway), key_insights=_each(card.key_insights),
         principles=_each(card.principles), in_practice=_each(card.in_practice),
         topics=[t for t in map(clean_text, card.topics) if t], best_for=[b for b in map(clean_text, card.best_for) if b],
         attribution=clean_text(card.attribution), reading_minutes=max(1, card.reading_minutes),
-        sources=[link_view(s) for s in card.sources], related=[link_view(s) for s in card.related],
+        sources=publisher_views(card.sources), related=publisher_views(card.related),
         # The story's podcast insights and, flattened under them, the same point from other episodes.
         related_insights=[insight_view(x) for i in podcast_insights if i.story_id == card.story_id
                           for x in (i, *i.related)],
@@ -219,23 +270,27 @@ def _split_end(text: str) -> tuple[str, str]:
 
 
 def select_cards(brief: DailyBrief, persona: str | None, limit: int = TOP_CARDS) -> list[InsightCard]:
-    """One card per story, in rank order: the reader's persona's version when the brief has one."""
-    chosen: dict[int, InsightCard] = {}
+    """One card per story, in rank order: the card written for the reader's persona where the story
+    had one, else the general reader's card (persona "")."""
+    wanted = (persona or "").strip().lower()
+    by_story: dict[int, list[InsightCard]] = {}
     for card in brief.cards:
-        if card.story_id not in chosen or (persona and card.persona == persona and chosen[card.story_id].persona != persona):
-            chosen[card.story_id] = card
-    return list(chosen.values())[:limit]
+        by_story.setdefault(card.story_id, []).append(card)
+    out = []
+    for cards in by_story.values():
+        mine = next((c for c in cards if wanted and c.persona.lower() == wanted), None)
+        general = next((c for c in cards if not c.persona), None)
+        out.append(mine or general or cards[0])
+    return out[:limit]
 
 
-def brief_view(brief: DailyBrief, *, persona: str | None = None, passage_items: dict[int, int] | None = None,
-               unsubscribe_url: str | None = None, web_url: str | None = None) -> BriefView:
+def brief_view(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url: str | None = None, web_url: str | None = None) -> BriefView:
     podcast_insights = brief.podcasts.insights if brief.podcasts else []
     shown = select_cards(brief, persona)
     cards = [card_view(c, podcast_insights) for c in shown]
-    lead = lead_view(brief.lead, passage_items or {}) if brief.lead and brief.lead.paragraphs else None
     view = BriefView(
         topic=clean_text(brief.topic), topic_title=clean_text(brief.topic_title) or clean_text(brief.topic),
-        day=brief.day, day_long=_long_date(brief.day), cards=cards, lead=lead,
+        day=brief.day, day_long=_long_date(brief.day), cards=cards,
         # An insight shown under its story's card is not repeated in the podcast section.
         podcasts=[insight_view(i) for i in podcast_insights if i.story_id not in {c.story_id for c in shown}],
         unverified=[t for t in (clean_text(s.text) for s in brief.unverified) if t],
@@ -305,9 +360,8 @@ def subject_line(view: BriefView) -> str:
     return f"{view.topic_title} brief, {view.day_long}: {lead}"
 
 
-def render_brief(brief: DailyBrief, *, persona: str | None = None, passage_items: dict[int, int] | None = None,
-                 unsubscribe_url: str | None = None, web_url: str | None = None) -> RenderedBrief:
-    view = brief_view(brief, persona=persona, passage_items=passage_items, unsubscribe_url=unsubscribe_url,
+def render_brief(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url: str | None = None, web_url: str | None = None) -> RenderedBrief:
+    view = brief_view(brief, persona=persona, unsubscribe_url=unsubscribe_url,
                       web_url=web_url)
     env = _environment()
     subject = subject_line(view)
@@ -315,16 +369,3 @@ def render_brief(brief: DailyBrief, *, persona: str | None = None, passage_items
     text = env.get_template("brief.txt.j2").render(v=view, subject=subject)
     return RenderedBrief(subject=subject, html=_INLINER.inline(page), text=text,
                          json=json.dumps(to_dict(brief), ensure_ascii=False, indent=2))
-
-
-def passage_items_for(sessions, brief: DailyBrief) -> dict[int, int]:
-    """passage id -> item id for the lead story's citations (the brief stores passage ids only)."""
-    from sqlalchemy import select
-
-    from store.models import Passage
-
-    ids = {p for para in (brief.lead.paragraphs if brief.lead else []) for s in para for p in s.passage_ids}
-    if not ids:
-        return {}
-    with sessions() as session:
-        return dict(session.execute(select(Passage.id, Passage.item_id).where(Passage.id.in_(ids))).all())

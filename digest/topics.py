@@ -1,8 +1,9 @@
 """Topic profiles (TOML) and a story's relevance to one.
 
-A profile names a topic and describes it: title, description, example texts, keywords, personas
-(the first is the insight cards' reader), and the time zone and local send time of its daily
-brief (the scheduler reads those). `ai-geopolitics` ships inside the package (digest/topics/);
+A profile names a topic and describes it: title, description, example texts, keywords, the
+reader roles it is written for (personas: each with what it cares about, terms and example
+sentences, so a card's takeaway can be chosen for it; a plain list of names is accepted too), and
+the time zone and local send time of its daily brief (the scheduler reads those). `ai-geopolitics` ships inside the package (digest/topics/);
 a user's profiles in `settings.topics_dir` are read first and win on a name clash.
 
 Relevance is embedding similarity: the story's centroid against the description and each example
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from digest.summary.base import Persona
 from embed.encoder import Encoder
 from store.settings import Settings
 
@@ -43,14 +45,14 @@ class TopicProfile:
     description: str
     examples: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
-    personas: tuple[str, ...] = ("General reader",)
+    personas: tuple[Persona, ...] = ()
     timezone: str = "UTC"
     send_time: str = "07:00"  # local HH:MM
     path: str = ""
 
     @property
-    def persona(self) -> str:
-        return self.personas[0]
+    def persona_names(self) -> list[str]:
+        return [p.name for p in self.personas]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -76,18 +78,43 @@ def parse_profile(path: Path) -> TopicProfile:
     missing = [k for k in ("name", "description") if not isinstance(doc.get(k), str) or not doc[k].strip()]
     if missing:
         raise TopicError(f"topic profile {path} lacks {', '.join(missing)}")
-    for key in ("examples", "keywords", "personas"):
-        if not isinstance(doc.get(key, []), list) or not all(isinstance(x, str) for x in doc.get(key, [])):
-            raise TopicError(f"topic profile {path}: {key} must be a list of strings")
+    for key in ("examples", "keywords"):
+        _check_strings(path, key, doc.get(key, []))
     profile = TopicProfile(
         name=doc["name"].strip(), title=str(doc.get("title") or doc["name"]).strip(),
         description=" ".join(doc["description"].split()),
         examples=tuple(doc.get("examples", [])), keywords=tuple(k.lower() for k in doc.get("keywords", [])),
-        personas=tuple(doc.get("personas") or ["General reader"]),
+        personas=_personas(path, doc.get("personas", [])),
         timezone=str(doc.get("timezone", "UTC")), send_time=str(doc.get("send_time", "07:00")), path=str(path),
     )
     _check_schedule(profile)
     return profile
+
+
+def _check_strings(path: Path, key: str, value) -> None:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise TopicError(f"topic profile {path}: {key} must be a list of strings")
+
+
+def _personas(path: Path, raw) -> tuple[Persona, ...]:
+    """`personas = ["Policy Maker", ...]`, or `[[personas]]` tables with name, cares_about, terms, examples."""
+    if not isinstance(raw, list):
+        raise TopicError(f"topic profile {path}: personas must be a list of names or of [[personas]] tables")
+    out: list[Persona] = []
+    for entry in raw:
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            raise TopicError(f"topic profile {path}: every persona needs a name")
+        unknown = set(entry) - {"name", "cares_about", "terms", "examples"}
+        if unknown:
+            raise TopicError(f"topic profile {path}: persona {entry['name']!r} has unknown keys {sorted(unknown)}")
+        for key in ("terms", "examples"):
+            _check_strings(path, f"persona {entry['name']!r} {key}", entry.get(key, []))
+        out.append(Persona(name=entry["name"].strip(), cares_about=" ".join(str(entry.get("cares_about", "")).split()),
+                           terms=tuple(t.lower() for t in entry.get("terms", [])),
+                           examples=tuple(entry.get("examples", []))))
+    return tuple(out)
 
 
 def _check_schedule(profile: TopicProfile) -> None:

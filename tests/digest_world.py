@@ -47,6 +47,11 @@ def _first_sentence(text: str) -> str:
     return sentences[0] if sentences else text
 
 
+def _last_sentence(text: str) -> str:
+    sentences = split_sentences(text)
+    return sentences[-1] if sentences else text
+
+
 class FakeSummarizer(Summarizer):
     """Copies the first sentence of the story's passages: grounded by construction, and counted."""
 
@@ -65,7 +70,7 @@ class FakeSummarizer(Summarizer):
         return InsightCard(
             story_id=story.story_id, title=story.title, summary=self._sentences(story, 2),
             key_takeaway=self._sentences(story, 1), persona=persona, key_insights=self._sentences(story, 3)[2:],
-            principles=[], in_practice=[], topics=[], best_for=list(story.personas[:2]), sources=story.sources,
+            principles=[], in_practice=[], topics=[], best_for=story.persona_names[:2], sources=story.sources,
             related=[], attribution=f"Original article published by {lead.publisher}" if lead else "", reading_minutes=1,
             backend=self.name, model=self.model)
 
@@ -76,5 +81,6 @@ class FakeSummarizer(Summarizer):
 
     def podcast_insights(self, episode: StoryInput, limit: int = 3) -> list[PodcastInsight]:
         self.calls["podcast_insights"] += 1
-        return [PodcastInsight(insight=Sentence(_first_sentence(p.text), [p.passage_id]), episode=episode.source_of(p.item_id))
+        # the passage's last sentence: a card quotes first sentences, and a brief says each thing once
+        return [PodcastInsight(insight=Sentence(_last_sentence(p.text), [p.passage_id]), episode=episode.source_of(p.item_id))
                 for p in episode.passages[:limit] if episode.source_of(p.item_id) is not None]

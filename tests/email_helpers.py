@@ -37,12 +37,13 @@ def ref(item_id: int, title: str, publisher: str, kind: str = "article", url: st
                      kind=kind, published="2026-11-30T08:00:00+00:00", start=start)
 
 
-def card(n: int, title: str, *, summary: str | None = None, publisher: str = "Policy Wire") -> InsightCard:
+def card(n: int, title: str, *, summary: str | None = None, publisher: str = "Policy Wire",
+         persona: str = "") -> InsightCard:
     return InsightCard(
         story_id=100 + n, title=title,
         summary=[s(summary or f"Summary sentence of story {n} about export controls and open weights.", 10 * n)],
         key_takeaway=[s(f"Directors should re-check their model supply chain for story {n}.", 10 * n + 1)],
-        persona="Director of AI/ML",
+        persona=persona,
         key_insights=[s(f"Insight {n}: open-weight models narrow the gap.", 10 * n + 2)],
         principles=[s(f"Principle {n}: export rules shift where training happens.", 10 * n + 3)],
         in_practice=[s(f"Evaluate open models for story {n} before the next budget.", 10 * n + 4)],

@@ -74,7 +74,7 @@ def test_the_brief_carries_grounded_top_stories_and_labels_the_rumour(brief_sett
         for sentence in card.summary + card.key_takeaway + card.key_insights:
             assert sentence.passage_ids and sentence.support is not None
             assert {story[passage_item[p]] for p in sentence.passage_ids} == {card.story_id}
-        assert card.persona == "Director of AI/ML"
+        assert card.persona == ""  # no subscriber chose a persona: the general reader's cards only
     assert brief.lead is not None and brief.lead.story_id == cards[0] and brief.lead.paragraphs
     assert brief.podcasts is not None and brief.podcasts.insights[0].episode.item_id == ids["episode"]
     assert brief.podcasts.insights[0].story_id == story[ids["rule"]]
@@ -193,11 +193,30 @@ def test_cards_are_written_for_each_persona_the_topics_readers_chose(brief_setti
     stories = brief.story_ids
     assert stories and len(stories) == len(set(stories))
     for_story = {sid: [c.persona for c in brief.cards if c.story_id == sid] for sid in stories}
-    assert all(p == ["Director of AI/ML", "Policy Maker", "Chip trader"] for p in for_story.values()), for_story
-    assert summarizer.calls["card"] == 3 * len(stories)  # K x personas, still not per item
+    assert all(p == ["", "Policy Maker", "Chip trader"] for p in for_story.values()), for_story
+    assert summarizer.calls["card"] == 3 * len(stories)  # K x (general + personas chosen), still not per item
     assert [c.persona for c in select_cards(brief, "Policy Maker")] == ["Policy Maker"] * len(stories)
-    assert [c.persona for c in select_cards(brief, None)] == ["Director of AI/ML"] * len(stories)
-    assert [c.persona for c in select_cards(brief, "Chef")] == ["Director of AI/ML"] * len(stories)
+    assert [c.persona for c in select_cards(brief, None)] == [""] * len(stories)
+    assert [c.persona for c in select_cards(brief, "Chef")] == [""] * len(stories)
+
+
+def test_a_persona_card_no_different_from_the_general_one_is_not_kept(brief_settings, sessions):
+    from digest.subscribers import add_subscriber
+
+    class NothingParticular(FakeSummarizer):
+        """Writes every persona the general card (as the extractive backend does when a story has
+        nothing that serves the persona better)."""
+
+        def insight_card(self, story, persona):
+            return super().insight_card(story, "")
+
+    _world_with_episode(sessions)
+    embed(brief_settings, sessions)
+    add_subscriber(sessions, "policy@example.org", topics=[TOPIC], persona="Policy Maker")
+    summarizer = NothingParticular()
+    _, brief = _build(brief_settings, sessions, summarizer)
+    assert [c.persona for c in brief.cards] == [""] * len(brief.story_ids)  # one card a story, no false label
+    assert summarizer.calls["card"] == 2 * len(brief.story_ids)
 
 
 def test_an_unknown_topic_fails_before_any_work(brief_settings, sessions):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from digest.delivery import TransientDeliveryError, deliveries_for, idempotency_key
 from digest.mail import SmtpConfig, SmtpTransport, message_id_for, send_brief_email, write_brief_files
 from digest.subscribers import add_subscriber, list_subscribers
-from tests.email_helpers import Recorder, SmtpServer, free_port, mail_settings, sample_brief, store_brief
+from tests.email_helpers import Recorder, SmtpServer, card, free_port, mail_settings, sample_brief, store_brief
 
 DAY = "2026-12-01"
 
@@ -31,7 +31,9 @@ def world(tmp_path, sqlite_url, smtp):
     sessions = open_database(settings.db_url)
     subscriber, _ = add_subscriber(sessions, "ana@reader.example", name="Ana Lima", persona="Director of AI/ML",
                                    topics=["ai-geopolitics"], timezone="Europe/Paris")
-    yield settings, sessions, subscriber, store_brief(sessions)
+    brief = sample_brief()  # the first story has a card for Ana's persona too
+    brief.cards.insert(1, card(1, "Beijing answers the new chip rules", persona="Director of AI/ML"))
+    yield settings, sessions, subscriber, store_brief(sessions, brief)
     sessions.kw["bind"].dispose()
 
 
@@ -61,7 +63,7 @@ def test_the_received_message_has_both_parts_list_headers_and_clean_links(world,
     assert parts == ["text/plain", "text/html"]  # the last part is the preferred one
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    assert "KEY TAKEAWAY FOR DIRECTOR OF AI/ML" in text
+    assert text.count("KEY TAKEAWAY FOR DIRECTOR OF AI/ML") == 1  # her card for the first story, the general ones after
     assert f"https://briefs.example/unsubscribe/{token}" in text
     hrefs = re.findall(r'href="([^"]+)"', html)
     assert "https://news.example/1001" in hrefs and "https://pod.example/ep41#t=125" in hrefs

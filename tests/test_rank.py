@@ -34,7 +34,10 @@ RUMOUR_2 = ("yeah the Shenzhen distillation paper relies on a side channel nobod
 
 def test_the_bundled_profile_loads_with_everything_the_brief_needs(tmp_path):
     profile = load_topic(make_settings(tmp_path, "sqlite://"), "ai-geopolitics")
-    assert profile.title == "AI geopolitics" and profile.persona == "Director of AI/ML"
+    assert profile.title == "AI geopolitics"
+    assert profile.persona_names == ["Director of AI/ML", "Policy Maker", "Consultant"]
+    for persona in profile.personas:  # each reader role says what it cares about, in terms and examples
+        assert persona.cares_about and len(persona.terms) >= 5 and len(persona.examples) >= 3
     assert len(profile.examples) >= 5 and "export controls" in profile.keywords and "distillation" in profile.keywords
     assert str(profile.zone) == "UTC" and profile.send_at.hour == 7
 
@@ -48,7 +51,19 @@ def test_a_user_profile_overrides_the_bundled_one_and_adds_topics(tmp_path):
     settings = make_settings(tmp_path, "sqlite://", topics_dir=topics)
     assert load_topic(settings, "ai-geopolitics").title == "Mine"
     assert set(list_topics(settings)) >= {"ai-geopolitics", "biotech"}
-    assert load_topic(settings, "biotech").persona == "General reader"
+    assert load_topic(settings, "biotech").personas == ()  # no personas: every reader gets the general card
+
+
+def test_personas_are_names_or_profiles(tmp_path):
+    topics = tmp_path / "topics"
+    topics.mkdir()
+    (topics / "a.toml").write_text('name = "a"\ndescription = "d"\npersonas = ["Investor"]\n')
+    (topics / "b.toml").write_text('name = "b"\ndescription = "d"\n[[personas]]\nname = "Investor"\n'
+                                   'cares_about = "returns"\nterms = ["Valuation"]\nexamples = ["Shares rose."]\n')
+    settings = make_settings(tmp_path, "sqlite://", topics_dir=topics)
+    assert [p.name for p in load_topic(settings, "a").personas] == ["Investor"]
+    investor = load_topic(settings, "b").personas[0]
+    assert (investor.cares_about, investor.terms, investor.examples) == ("returns", ("valuation",), ("Shares rose.",))
 
 
 @pytest.mark.parametrize("body, message", [
@@ -56,6 +71,8 @@ def test_a_user_profile_overrides_the_bundled_one_and_adds_topics(tmp_path):
     ('name = "x"\ndescription = "d"\ntimezone = "Mars/Olympus"\n', "unknown time zone"),
     ('name = "x"\ndescription = "d"\nsend_time = "7 o\'clock"\n', "not HH:MM"),
     ('name = "x"\ndescription = "d"\nkeywords = "chips"\n', "list of strings"),
+    ('name = "x"\ndescription = "d"\n[[personas]]\ncares_about = "chips"\n', "every persona needs a name"),
+    ('name = "x"\ndescription = "d"\n[[personas]]\nname = "P"\nexample = ["typo"]\n', "unknown keys"),
     ('name = = "x"\n', "cannot read"),
 ])
 def test_a_broken_profile_is_refused_with_the_reason(tmp_path, body, message):

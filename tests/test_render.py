@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from digest.render import clean_text, render_brief, safe_url, select_cards, timestamp_url
+from digest.render import clean_text, lead_view, render_brief, safe_url, select_cards, timestamp_url
 from digest.summary.schema import DailyBrief, from_dict
 from tests.email_helpers import card, sample_brief
 
@@ -17,7 +17,7 @@ PASSAGES = {501: 1001, 502: 1002, 503: 1002}
 
 @pytest.fixture(scope="module")
 def rendered():
-    return render_brief(sample_brief(), unsubscribe_url=UNSUB, passage_items=PASSAGES)
+    return render_brief(sample_brief(), unsubscribe_url=UNSUB)
 
 
 @pytest.mark.parametrize("raw, plain", [
@@ -65,30 +65,47 @@ def test_top_five_cards_with_every_seed_field(rendered):
     for n in range(1, 6):
         assert f"{n}. " in text
     assert "Story number 6" not in html and "Story number 6" not in text
-    for label in ("Summary", "Key takeaway for Director of AI/ML", "Key insights", "Principles", "In practice",
-                  "Topics:", "Best for:", "Sources", "Related", "Related insights from podcasts"):
+    for label in ("Summary", "Key takeaway", "Key insights", "Principles", "In practice",
+                  "Topics:", "Best for:", "Sources", "Also covering it", "Related insights from podcasts"):
         assert label in html, label
         assert label.upper() in text.upper(), label
+    assert "Key takeaway for" not in html  # general cards carry no persona label
     assert "Original article published by Policy Wire." in html
     assert "3 min read" in html
     assert "Export controls · Open-weight models" in text
-    # every source item is linked (the javascript: one stays plain text)
+    # every source item is linked (the javascript: one stays plain text), under its publisher's name
     hrefs = set(re.findall(r'href="([^"]+)"', html))
     for url in ("https://news.example/1001", "https://news.example/3001", "https://pod.example/ep1.mp3#t=754",
                 "https://news.example/1003"):
         assert url in hrefs
-    assert "Article 2 on chips" in html
+    link = re.search(r'<a [^>]*href="https://news.example/1001"[^>]*>([^<]*)</a>', html)
+    assert link.group(1) == "Policy Wire" and 'title="Article 1 on chips"' in link.group(0)
+    assert "Article 2 on chips" not in text  # the text part lists publishers and links, not full titles
 
 
-def test_story_brief_has_numbered_citations_glossary_and_label(rendered):
+def test_the_email_opens_with_a_preheader_and_today_in_five_lines(rendered):
     html, text = rendered.html, rendered.text
-    assert "Editorial perspective - synthesised analysis, not factual reporting." in html
-    assert re.search(r'reasoning benchmarks <a class="cite" href="https://news.example/1001"[^>]*>\[1\]</a>\.', html)
-    assert '<a class="cite" href="https://news.example/1002"' in html
-    assert "benchmarks [1]." in text and "efficient training [2]." in text
-    assert "locally [2]." in text  # a [2] the backend wrote itself is kept once, before the full stop
-    assert "Distillation" in html and "larger model's outputs" in html
-    assert "[1] Article 1 on chips" in text
+    body = html[html.index("<body"):]
+    preheader = re.search(r'<div class="preheader"[^>]*>([^<]*)</div>', body)
+    assert preheader and body.index("preheader") < body.index("Today in 5 lines")
+    assert preheader.group(1).startswith("Beijing answers the new chip rules · Story number 2")
+    lines = body[body.index("Today in 5 lines"):body.index('id="story-101"')]
+    assert len(re.findall(r'<li[^>]*><a [^>]*href="#story-1\d\d"', lines)) == 5
+    assert "TODAY IN 5 LINES" in text and text.index("TODAY IN 5 LINES") < text.index("SUMMARY")
+
+
+def test_the_email_leaves_the_story_brief_to_the_story_page(rendered):
+    assert "Editorial perspective" not in rendered.html and "STORY BRIEF" not in rendered.text
+
+
+def test_story_brief_has_numbered_citations_glossary_and_label():
+    lead = lead_view(sample_brief().lead, PASSAGES)
+    assert lead.label == "Editorial perspective - synthesised analysis, not factual reporting."
+    plain = [" ".join(s.plain for s in para) for para in lead.paragraphs]
+    assert "benchmarks [1]." in plain[0] and "efficient training [2]." in plain[0]
+    assert plain[1] == "European buyers weigh hosting them locally [2]."  # a [2] it wrote itself is kept once
+    assert lead.paragraphs[0][0].citations == [(1, "https://news.example/1001")]
+    assert lead.glossary == [("Distillation", "Training a small model on a larger model's outputs.")]
 
 
 def test_podcast_brief_links_to_the_moment(rendered):
@@ -137,12 +154,13 @@ def test_css_is_inlined_and_dark_mode_safe(rendered):
 
 def test_a_readers_persona_picks_their_version_of_a_card():
     brief = sample_brief()
-    policy = card(1, "Beijing answers the new chip rules (policy)")
-    policy.persona = "Policy Maker"
-    brief.cards.insert(1, policy)  # same story, second persona
-    assert [c.persona for c in select_cards(brief, "Policy Maker")][:1] == ["Policy Maker"]
-    assert select_cards(brief, None)[0].persona == "Director of AI/ML"
-    assert len(select_cards(brief, "Policy Maker")) == 5
+    brief.cards.insert(1, card(1, "Beijing answers the new chip rules (policy)", persona="Policy Maker"))
+    assert [c.persona for c in select_cards(brief, "Policy Maker")] == ["Policy Maker", "", "", "", ""]
+    assert [c.persona for c in select_cards(brief, "policy maker")][:1] == ["Policy Maker"]
+    assert [c.persona for c in select_cards(brief, None)] == [""] * 5
+    assert [c.persona for c in select_cards(brief, "Consultant")] == [""] * 5  # no card of theirs: the general one
+    out = render_brief(brief, persona="Policy Maker", unsubscribe_url=UNSUB)
+    assert out.html.count("Key takeaway for Policy Maker") == 1 and "(policy)" in out.html
 
 
 def test_an_empty_day_still_renders():
@@ -158,8 +176,9 @@ def test_a_social_post_among_the_links_is_labelled_unverified():
 
     brief = sample_brief()
     brief.cards[0].related.append(ref(4001, "Everyone is ignoring the Shenzhen paper", "Thread: China", kind="post"))
-    out = render_brief(brief, unsubscribe_url=UNSUB, passage_items=PASSAGES)
-    assert "Everyone is ignoring the Shenzhen paper — Thread: China (social post, unverified)" in out.text
-    post_link = out.html[out.html.index("Everyone is ignoring the Shenzhen paper"):][:400]
-    assert "social post, unverified" in post_link
-    assert "(social post" not in out.text.split("Everyone is ignoring")[0]  # articles are not labelled so
+    out = render_brief(brief, unsubscribe_url=UNSUB)
+    assert "- Thread: China (social post, unverified)" in out.text
+    post_link = re.search(r'<a [^>]*title="Everyone is ignoring the Shenzhen paper"[^>]*>Thread: China</a> <span[^>]*>'
+                          r'\(social post, unverified\)', out.html)
+    assert post_link
+    assert "(social post" not in out.text.split("Thread: China")[0]  # articles are not labelled so

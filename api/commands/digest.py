@@ -1,4 +1,5 @@
-"""`briefcast digest [--date D] [--topic T] [--out DIR] [--send]`: a topic's daily brief as files, and by email."""
+"""`briefcast digest [--date D] [--topic T] [--out DIR] [--send] [--rebuild]`: a topic's daily brief as files,
+and by email."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ def digest(
     out: Path | None = typer.Option(None, "--out", file_okay=False, help="directory for the files; default data/briefs/TOPIC/DATE"),
     send: bool = typer.Option(False, "--send", help="email it to every active subscriber of the topic (once each)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="with --send: try again where a server refused for good"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="build the day's brief anew (after changing the summariser "
+                                 "or the topic profile); refused once any of it was sent"),
 ) -> None:
     """Build (or load) the day's brief, write .html, .txt, .json and .eml, and optionally send it."""
-    from digest.compose import build_daily_brief
+    from digest.compose import BriefAlreadySent, build_daily_brief
     from digest.mail import MailConfigError, sender_address, write_brief_files
     from digest.topics import TopicError, load_topic
 
@@ -36,8 +39,12 @@ def digest(
         app.err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     sessions = app.sessions()
-    with app.err.status(f"building the {topic} brief for {when}…"):
-        brief_id, brief = build_daily_brief(settings, sessions, topic, when)
+    try:
+        with app.err.status(f"building the {topic} brief for {when}…"):
+            brief_id, brief = build_daily_brief(settings, sessions, topic, when, rebuild=rebuild)
+    except BriefAlreadySent as exc:
+        app.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     files = write_brief_files(settings, sessions, brief, out)
     print_files(app.out, files)
     print_top_insights(app.out, brief)

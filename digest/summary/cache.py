@@ -2,12 +2,15 @@
 summaries table by (kind, content hash of the story's passages, backend, model, persona); only on
 a miss does it call the backend, then the support check, then it stores the checked output.
 
-Outputs a generative backend could not make (it fell back to extractive) are returned but not
-stored, so the next run asks the model again.
+Outputs a generative backend could not make (the call failed, the reply did not validate, or
+nothing it wrote passed the sentence rules and the support check) are written by its fallback
+(extractive) and returned but not stored, so the next run asks the model again: the set of stories
+in a brief never depends on the backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import TYPE_CHECKING, Literal
@@ -32,7 +35,7 @@ def story_content_hash(story: StoryInput, kind: str, limit: int | None = None, c
     of the support check applied (so a new threshold is not served stale summaries)."""
     payload = {"kind": kind, "checked_by": checked_by, "title": story.title, "topic": story.topic,
                "terms": story.topic_terms,
-               "personas": story.personas, "limit": limit,
+               "personas": [dataclasses.asdict(p) for p in story.personas], "limit": limit,
                "passages": [[p.passage_id, p.item_id, p.text] for p in story.passages],
                "sources": [[s.item_id, s.publisher, s.kind] for s in story.sources]}
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
@@ -49,6 +52,8 @@ def summarise_story(summaries: Summaries, story: StoryInput, kind: Kind, persona
     if sessions is not None and (cached := _lookup(sessions, key)) is not None:
         return _decode(kind, cached)
     output = checker.check(_produce(summarizer, story, kind, persona, limit), story)
+    if summarizer.fallback is not None and _empty(output):  # nothing of the model's passed: never lose the story
+        output = checker.check(_produce(summarizer.fallback, story, kind, persona, limit), story)
     summaries.made += 1
     if sessions is not None and _made_by(output, summarizer):
         _store(sessions, key, story, _encode(kind, output))
@@ -61,6 +66,14 @@ def _produce(summarizer: Summarizer, story: StoryInput, kind: str, persona: str,
     if kind == "story_brief":
         return summarizer.story_brief(story)
     return summarizer.podcast_insights(story, limit)
+
+
+def _empty(output) -> bool:
+    if isinstance(output, InsightCard):
+        return not output.summary
+    if isinstance(output, StoryBrief):
+        return not output.paragraphs
+    return not output
 
 
 def _made_by(output, summarizer: Summarizer) -> bool:

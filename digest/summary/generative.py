@@ -7,12 +7,13 @@ check runs afterwards on whatever came back (digest.summary.cache.summarise_stor
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from pydantic import BaseModel
 
 from embed.chat.base import CHATS, Chat, ChatError, Completion
-from digest.summary.base import StoryInput, Summarizer, SummarizerError, register
+from digest.summary.base import PassageText, StoryInput, Summarizer, SummarizerError, register
 from digest.summary.calls import CallLog, CallRecord, prompt_hash, prompt_text
 from digest.summary.extractive import attribution
 from digest.summary.schema import GlossaryTerm, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief
@@ -33,7 +34,12 @@ from digest.summary.prompts import (
     restrict_citations,
     schema_of,
 )
-from digest.summary.text import reading_minutes, word_count
+from digest.summary.budget import CARD_FIELDS, fit_card, reading_minutes
+from digest.summary.sentences import judge_one
+from digest.summary.text import word_count
+
+
+PROMPT_MARGIN_TOKENS = 64  # the chat template's own tokens and rounding
 
 
 class ChatSummarizer(Summarizer):
@@ -46,9 +52,33 @@ class ChatSummarizer(Summarizer):
         self.calls = calls or CallLog()
         self.context_words = context_words
 
-    # -- the call, validated --------------------------------------------------------------------
+    # -- the call, fitted and validated ---------------------------------------------------------
 
-    def ask(self, purpose: str, messages: list[dict], reply_model: type[BaseModel], allowed: set[int]):
+    def prompt_limit(self) -> int:
+        """Tokens a prompt may take: the model's context less the reply's budget and a margin."""
+        return self.chat.context_tokens() - self.chat.max_tokens - PROMPT_MARGIN_TOKENS
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        return sum(self.chat.count_tokens(m["content"]) + 4 for m in messages)
+
+    def fitted(self, purpose: str, task: str, story: StoryInput,
+               reply_model: type[BaseModel]) -> tuple[list[dict], list[PassageText]] | None:
+        """The prompt with as many of the story's most central passages as fit the model's context
+        (the least central go first); None, logged as too_long, when not even one fits."""
+        passages = prompt_passages(story, self.context_words)
+        limit = self.prompt_limit()
+        while passages:
+            messages = messages_for(task, story, passages, _cited_schema(reply_model, passages))
+            used = self.prompt_tokens(messages)
+            if used <= limit:
+                return messages, passages
+            passages = passages[: min(len(passages) - 1, int(len(passages) * limit / used))]
+        self.calls.record(CallRecord(backend=self.name, model=self.model, purpose=purpose, prompt_hash="",
+                                     prompt_tokens=None, completion_tokens=None, seconds=0.0, outcome="too_long",
+                                     error=f"no passage fits a prompt of {limit} tokens"))
+        return None
+
+    def ask(self, purpose: str, messages: list[dict], reply_model: type[BaseModel], allowed: set[int] | None):
         """The validated reply, or None when two attempts failed (the caller falls back)."""
         schema = restrict_citations(schema_of(reply_model), allowed)
         for attempt in (1, 2):
@@ -66,6 +96,8 @@ class ChatSummarizer(Summarizer):
                 messages = [*messages, {"role": "assistant", "content": completion.text[:4000]},
                             {"role": "user", "content": f"Your reply was invalid: {exc}. "
                              "Reply again with only the corrected JSON object."}]
+                if self.prompt_tokens(messages) > self.prompt_limit():  # the retry would not fit: fall back
+                    return None
                 continue
             self._log(purpose, messages, schema, completion, started, "ok" if attempt == 1 else "retried", None)
             return reply
@@ -80,61 +112,72 @@ class ChatSummarizer(Summarizer):
             seconds=round(time.perf_counter() - started, 4), outcome=outcome, error=error,
             prompt=prompt_text(messages), response=completion.text if completion else None))
 
-    # -- the three outputs ----------------------------------------------------------------------
+    def _reply(self, purpose: str, task: str, story: StoryInput, reply_model: type[BaseModel]):
+        fitted = self.fitted(purpose, task, story, reply_model)
+        if fitted is None:
+            return None
+        messages, passages = fitted
+        return self.ask(purpose, messages, reply_model, {p.passage_id for p in passages})
+
+    # -- the three outputs: the same sentence rules and budgets as the extractive ones ---------------
 
     def insight_card(self, story: StoryInput, persona: str) -> InsightCard:
-        passages = prompt_passages(story, self.context_words)
-        messages = messages_for(card_task(persona, story.personas), story, passages,
-                                _cited_schema(CardReply, passages))
-        reply = self.ask("card", messages, CardReply, {p.passage_id for p in passages})
+        reply = self._reply("card", card_task(persona, story.persona_names), story, CardReply)
         if reply is None:
             return self.fallback.insight_card(story, persona)
-        sentences = {f: _sentences(getattr(reply, f)) for f in
-                     ("summary", "key_takeaway", "key_insights", "principles", "in_practice")}
+        titles = [s.title for s in story.sources]
+        sentences = {f: fit_to_stand_alone(_sentences(getattr(reply, f)), titles) for f in CARD_FIELDS}
         cited = _cited_items(story, [s for group in sentences.values() for s in group])
-        wanted = {p.lower(): p for p in story.personas}
-        return InsightCard(
+        wanted = {p.lower(): p for p in story.persona_names}
+        card = InsightCard(
             story_id=story.story_id, title=story.title, persona=persona, **sentences,
             topics=[t.strip() for t in reply.topics if t.strip()],
             best_for=[wanted[b.lower()] for b in reply.best_for if b.lower() in wanted],
             sources=[s for s in story.sources if s.item_id in cited],
             related=[s for s in story.sources if s.item_id not in cited],
-            attribution=attribution(story.sources),
-            reading_minutes=reading_minutes(sum(word_count(p.text) for p in story.passages)),
-            backend=self.name, model=self.model,
+            attribution=attribution(story.sources), reading_minutes=1, backend=self.name, model=self.model,
         )
+        return fit_card(card)
 
     def story_brief(self, story: StoryInput) -> StoryBrief:
-        passages = prompt_passages(story, self.context_words)
-        messages = messages_for(BRIEF_TASK, story, passages,
-                                _cited_schema(BriefReply, passages))
-        reply = self.ask("story_brief", messages, BriefReply, {p.passage_id for p in passages})
+        reply = self._reply("story_brief", BRIEF_TASK, story, BriefReply)
         if reply is None:
             return self.fallback.story_brief(story)
-        paragraphs = [p for p in (_sentences(par) for par in reply.paragraphs) if p]
+        titles = [s.title for s in story.sources]
+        paragraphs = [p for p in (fit_to_stand_alone(_sentences(par), titles) for par in reply.paragraphs) if p]
         words = sum(word_count(s.text) for p in paragraphs for s in p)
+        glossary = [GlossaryTerm(term=g.term.strip(), definition=kept[0]) for g in reply.glossary
+                    if (kept := fit_to_stand_alone([_sentence(g.definition)], titles))]
         return StoryBrief(
             story_id=story.story_id, title=story.title, paragraphs=paragraphs, sources=list(story.sources),
-            glossary=[GlossaryTerm(term=g.term.strip(), definition=_sentence(g.definition)) for g in reply.glossary],
-            reading_minutes=reading_minutes(words), backend=self.name, model=self.model,
+            glossary=glossary, reading_minutes=reading_minutes(words), backend=self.name, model=self.model,
         )
 
     def podcast_insights(self, episode: StoryInput, limit: int = 3) -> list[PodcastInsight]:
-        passages = prompt_passages(episode, self.context_words)
-        messages = messages_for(f"{PODCAST_TASK} At most {limit}.", episode, passages,
-                                _cited_schema(PodcastReply, passages))
-        reply = self.ask("podcast_insights", messages, PodcastReply, {p.passage_id for p in passages})
+        reply = self._reply("podcast_insights", f"{PODCAST_TASK} At most {limit}.", episode, PodcastReply)
         if reply is None:
             return self.fallback.podcast_insights(episode, limit)
         by_id = {p.passage_id: p for p in episode.passages}
+        titles = [s.title for s in episode.sources]
         out = []
         for cited in reply.insights[:limit]:
+            kept = fit_to_stand_alone([_sentence(cited)], titles, kind="episode")
+            if not kept:
+                continue
             first = by_id[cited.passage_ids[0]]
             source = episode.source_of(first.item_id) or SourceRef(
                 item_id=first.item_id, title=episode.title, url=None, publisher="", kind="episode")
             source = SourceRef(**{**source.__dict__, "start": first.start, "end": first.end})
-            out.append(PodcastInsight(insight=_sentence(cited), episode=source, story_id=episode.story_id))
+            out.append(PodcastInsight(insight=kept[0], episode=source, story_id=episode.story_id))
         return out
+
+
+def fit_to_stand_alone(sentences: list[Sentence], titles: list[str], kind: str = "article") -> list[Sentence]:
+    """A model's sentences through the sentence rules every brief sentence passes: each judged on
+    its own (a model's sentence has no source predecessor), shown as rewritten (a dateline or an
+    opening connective dropped), or dropped when it cannot stand alone."""
+    verdicts = [judge_one(s.text, kind=kind, titles=titles) for s in sentences]
+    return [dataclasses.replace(s, text=v.text) for s, v in zip(sentences, verdicts) if v.fit]
 
 
 def _cited_schema(model, passages) -> dict:
@@ -173,9 +216,10 @@ class ChatJudge:
 @register("openai")
 def openai_summarizer(base_url: str, model: str, fallback: Summarizer, api_key: str | None = None,
                       timeout: float = 120.0, max_concurrency: int = 2, max_tokens: int = 1024,
-                      context_words: int = 2500, calls: CallLog | None = None) -> ChatSummarizer:
+                      context_words: int = 2500, context_tokens: int | None = None,
+                      calls: CallLog | None = None) -> ChatSummarizer:
     chat = CHATS.create("openai", base_url=base_url, model=model, api_key=api_key, timeout=timeout,
-                        max_concurrency=max_concurrency, max_tokens=max_tokens)
+                        max_concurrency=max_concurrency, max_tokens=max_tokens, context_tokens=context_tokens)
     return ChatSummarizer(chat, fallback, calls=calls, context_words=context_words)
 
 

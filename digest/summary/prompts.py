@@ -8,6 +8,7 @@ per sentence. The reply must match a JSON schema, and every cited id must be one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -26,6 +27,9 @@ SYSTEM_PROMPT = (
     "Every sentence you write must be supported by the passages. For each sentence, list in passage_ids "
     "the ids of the passages that support it, using only ids that appear in the passages. "
     "Do not add names, numbers or claims that the passages do not contain.\n"
+    "Every sentence must stand on its own, read without the others: name its subject (never open with "
+    "'It', 'They', 'This', 'And', 'But'), no datelines, close every quote you open, a whole sentence with "
+    "a verb, at most 40 words. No greetings, no questions.\n"
     "Reply with a single JSON object matching the schema you are given, and nothing else."
 )
 
@@ -35,16 +39,19 @@ class _Strict(BaseModel):
 
 
 class CitedSentence(_Strict):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=320, description="one sentence that stands alone, at most 40 words")
     passage_ids: list[int] = Field(min_length=1, max_length=4)
 
 
+# The budgets of digest.summary.budget, stated to the model; a reply over them is trimmed there.
 class CardReply(_Strict):
-    summary: list[CitedSentence] = Field(min_length=1, max_length=5)
-    key_takeaway: list[CitedSentence] = Field(min_length=1, max_length=2)
-    key_insights: list[CitedSentence] = Field(min_length=1, max_length=3)
-    principles: list[CitedSentence] = Field(max_length=3)
-    in_practice: list[CitedSentence] = Field(max_length=3)
+    summary: list[CitedSentence] = Field(min_length=1, max_length=4, description="2-4 sentences, one paragraph: "
+                                         "the most corroborated fact first, then what other sources add")
+    key_takeaway: list[CitedSentence] = Field(min_length=1, max_length=1, description="one sentence for the reader")
+    key_insights: list[CitedSentence] = Field(min_length=1, max_length=4, description="2-4 specific sentences")
+    principles: list[CitedSentence] = Field(max_length=2, description="general lessons the sources state; "
+                                            "empty when they state none")
+    in_practice: list[CitedSentence] = Field(max_length=2, description="actions the sources advise; empty when none")
     topics: list[str] = Field(max_length=6)
     best_for: list[str] = Field(max_length=3)
 
@@ -55,8 +62,8 @@ class GlossaryEntry(_Strict):
 
 
 class BriefReply(_Strict):
-    paragraphs: list[list[CitedSentence]] = Field(min_length=1, max_length=6)
-    glossary: list[GlossaryEntry] = Field(max_length=5)
+    paragraphs: list[list[CitedSentence]] = Field(min_length=1, max_length=3)
+    glossary: list[GlossaryEntry] = Field(max_length=3)
 
 
 class PodcastReply(_Strict):
@@ -159,7 +166,7 @@ def prompt_passages(story: StoryInput, budget_words: int) -> list[PassageText]:
         words = word_count(text)
         if not text.strip() or (out and used + words > budget_words):
             continue
-        out.append(PassageText(passage.passage_id, passage.item_id, text, passage.start, passage.end, passage.speaker))
+        out.append(dataclasses.replace(passage, text=text))
         used += words
     return out
 
@@ -183,14 +190,18 @@ def messages_for(task: str, story: StoryInput, passages: Sequence[PassageText], 
 
 
 def card_task(persona: str, personas: Sequence[str]) -> str:
-    choices = ", ".join(personas) if personas else persona
-    return ("Write an editorial insight card: summary (3-5 sentences), key_takeaway (1-2 sentences of advice "
-            f"for a {persona}), key_insights (1-3), principles (general lessons, up to 3), in_practice (concrete "
-            f"actions, up to 3), topics (short labels), best_for (chosen from: {choices}).")
+    choices = ", ".join(personas) if personas else (persona or "General reader")
+    reader = f"a {persona}" if persona else "a general reader of the topic"
+    return ("Write an editorial insight card of at most 200 words: summary (2-4 sentences, one paragraph, the most "
+            f"corroborated fact first), key_takeaway (one sentence: what it means for {reader}), key_insights "
+            "(2-4 specific sentences not repeating the summary), principles (general lessons the sources state, at "
+            "most 2, else empty), in_practice (actions the sources advise, at most 2, else empty), topics (short "
+            f"labels), best_for (chosen from: {choices}).")
 
 
-BRIEF_TASK = ("Tell this story as a short synthesised brief in 3-5 paragraphs drawing on several sources, "
-              "then a glossary of up to 4 names or terms a reader may not know, each defined by one sentence.")
+BRIEF_TASK = ("Tell this story as a short synthesised brief of at most 170 words in 2-3 paragraphs drawing on "
+              "several sources, then a glossary of up to 3 names or terms a reader may not know, each defined by one "
+              "sentence.")
 PODCAST_TASK = "List the episode's strongest insights, one sentence each, in the words of the passages."
 
 

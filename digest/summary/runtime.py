@@ -82,7 +82,8 @@ def _backend(settings: Settings, vectors: SentenceVectors, calls: CallLog) -> Su
             raise SummarizerError("summarizer=openai needs llm_model (BRIEFCAST_LLM_MODEL), the server's model name")
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         return get_summarizer("openai", base_url=settings.llm_base_url, model=settings.llm_model, api_key=key,
-                              timeout=settings.llm_timeout, max_concurrency=settings.llm_max_concurrency, **common)
+                              timeout=settings.llm_timeout, max_concurrency=settings.llm_max_concurrency,
+                              context_tokens=settings.llm_context_tokens, **common)
     if settings.summarizer == "llamacpp":
         return get_summarizer("llamacpp", gguf_path=settings.llm_gguf_path, n_ctx=settings.llm_n_ctx,
                               threads=settings.llm_threads, **common)

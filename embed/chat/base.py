@@ -31,8 +31,12 @@ class Chat(Protocol):
 
     def complete(self, messages: list[dict], schema: dict, purpose: str) -> Completion: ...
 
-    def context_tokens(self) -> int | None:
-        """The model's context window in tokens, if known (a setting, or what the server reports)."""
+    def context_tokens(self) -> int:
+        """The model's context window in tokens: a setting, what the server reports, or a default."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` as the model counts them (or a conservative estimate)."""
         ...
 
 

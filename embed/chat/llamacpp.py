@@ -39,9 +39,17 @@ class LlamaCppChat:
             raise ChatError("summarizer=llamacpp needs llama-cpp-python (pip install '.[llm]')") from None
         self.model = path.name
         self.max_tokens = max_tokens
+        self.n_ctx = n_ctx
         self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
                                     verbose=False)
         self._lock = threading.Lock()
+
+    def context_tokens(self) -> int:
+        return self.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def complete(self, messages: list[dict], schema: dict, purpose: str) -> Completion:
         try:
