@@ -53,7 +53,7 @@ class Counts:
 
 
 def first_word(text: str) -> str:
-    match = re.match(r"[\W_]*([A-Za-z']+)", text)
+    match = re.match(r"[\W_]*([A-Za-z]+)", text)  # "It's" opens with "It"
     return match.group(1).lower() if match else ""
 
 

@@ -257,15 +257,16 @@ from fastapi.testclient import TestClient
 app = create_app(Settings(data_dir={str(settings.data_dir)!r}, database_url={settings.db_url!r}, encoder="fake"))
 client = TestClient(app)
 client.get("/health")
-before = {{m: m in sys.modules for m in ("torch", "faiss", "sentence_transformers")}}
+before = {{m: m in sys.modules for m in ("torch", "faiss", "sentence_transformers", "spacy")}}
 client.get("/search", params={{"q": "export"}}, headers={{"X-API-Key": {key!r}}})
-after = {{m: m in sys.modules for m in ("torch", "faiss", "sentence_transformers")}}
+after = {{m: m in sys.modules for m in ("torch", "faiss", "sentence_transformers", "spacy")}}
 print(json.dumps([before, after]))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=os.getcwd())
     before, after = json.loads(out.stdout.strip().splitlines()[-1])
-    assert before == {"torch": False, "faiss": False, "sentence_transformers": False}, out.stderr[-500:]
+    assert before == {"torch": False, "faiss": False, "sentence_transformers": False, "spacy": False}, out.stderr[-500:]
     assert after["faiss"] is True and after["torch"] is False  # the fake encoder needs no torch
+    assert after["spacy"] is False  # the sentence rules are the brief's, never a search's
 
 
 def test_the_served_api_answers_the_emails_unsubscribe_link_without_a_key(api):

@@ -96,6 +96,28 @@ def test_a_brief_is_built_once_and_then_returned_as_stored(brief_settings, sessi
         assert session.query(Brief).count() == 1
 
 
+def test_an_unsent_brief_is_rebuilt_on_request_and_a_sent_one_never(brief_settings, sessions):
+    from digest.compose import BriefAlreadySent
+
+    _world_with_episode(sessions)
+    embed(brief_settings, sessions)
+    first_id, first = _build(brief_settings, sessions)
+    later = NOW + timedelta(hours=1)  # e.g. after switching the summariser or editing the topic profile
+    again = FakeSummarizer()
+    second_id, second = _build(brief_settings, sessions, again, now=later, rebuild=True)
+    assert second.generated_at == later.isoformat() and first.generated_at != second.generated_at
+    assert sum(again.calls.values()) == 0  # the same backend and profile: its outputs come from the summaries cache
+    with sessions() as session:
+        assert session.query(Brief).count() == 1 and session.query(BriefStory).count() == len(second.story_ids)
+    with sessions() as session, session.begin():
+        session.add(Delivery(idempotency_key="k", channel="email", target="a@b.example", topic=TOPIC,
+                             day=NOW.date().isoformat(), brief_id=second_id, status="sent"))
+    with pytest.raises(BriefAlreadySent, match="1 sent"):
+        _build(brief_settings, sessions, now=later, rebuild=True)
+    with sessions() as session:
+        assert session.get(Brief, second_id) is not None
+
+
 def test_an_empty_brief_built_before_the_items_came_is_built_again_unless_it_was_sent(brief_settings, sessions):
     _, empty = _build(brief_settings, sessions)  # nothing ingested yet
     assert empty.cards == []

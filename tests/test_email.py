@@ -202,6 +202,8 @@ def test_cli_digest_writes_files_and_sends_once(tmp_path, sqlite_url, smtp, monk
         assert (out / name).is_file() and str(out / name) in first.output.replace("\n", "")
     second = runner.invoke(app, args, terminal_width=200)
     assert second.exit_code == 0 and second.output.count("already sent") == 2
+    rebuild = runner.invoke(app, ["digest", "--date", DAY, "--rebuild"], terminal_width=200)
+    assert rebuild.exit_code == 2 and "already has deliveries (2 sent)" in rebuild.output  # what readers got stays
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["ana@reader.example", "bo@reader.example"]
     bad = runner.invoke(app, ["digest", "--date", "1 Dec"])
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output

@@ -214,7 +214,7 @@ def test_backends_keep_heavy_imports_lazy():
 
     code = ("import sys; from digest.summary.runtime import make_summaries; from embed.encoder import get_encoder; "
             "from store.settings import Settings; make_summaries(Settings(), get_encoder('fake')); "
-            "print(sorted(m for m in ('llama_cpp', 'torch', 'sentence_transformers') if m in sys.modules))")
+            "print(sorted(m for m in ('llama_cpp', 'torch', 'sentence_transformers', 'spacy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

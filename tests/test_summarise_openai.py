@@ -4,6 +4,7 @@ model call logging, concurrency, the judge, and a prompt injection (a tricked mo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -18,6 +19,7 @@ from embed.encoder import get_encoder
 from embed.chat import openai as openai_backend
 from digest.summary.schema import to_dict
 from digest.summary.runtime import make_summaries
+from digest.summary.sentences import judge_one
 from digest.summary.text import split_sentences
 from store.db import open_database
 from store.models import ModelCall
@@ -31,9 +33,15 @@ class FakeChatServer:
     """Answers POST /v1/chat/completions with reply(body) -> (status, content or error text)."""
 
     def __init__(self, reply: Callable[[dict], tuple[int, str]], refuse_json_schema: bool = False,
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, context: int | None = None, reports_context: bool = True,
+                 tokenizer: bool = True) -> None:
         self.reply, self.refuse_json_schema, self.delay = reply, refuse_json_schema, delay
+        # Like llama.cpp's server: a prompt and its reply budget over `context` tokens is refused
+        # with HTTP 400; the context is reported in /v1/models (vLLM's max_model_len) and a
+        # /tokenize endpoint counts tokens (here: whitespace-separated words).
+        self.context, self.reports_context, self.tokenizer = context, reports_context, tokenizer
         self.requests: list[dict] = []
+        self.refused: list[int] = []  # prompt tokens of the requests refused as too long
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         fake = self
@@ -42,8 +50,25 @@ class FakeChatServer:
             def log_message(self, *args):
                 pass
 
+            def _json(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/v1/models" and fake.context and fake.reports_context:
+                    return self._json(200, {"data": [{"id": "qwen-test", "max_model_len": fake.context}]})
+                return self._json(404, {"error": "not found"})
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tokenize" and fake.tokenizer:
+                    return self._json(200, {"tokens": body["prompt"].split()})
+                if self.path != "/v1/chat/completions":
+                    return self._json(404, {"error": "not found"})
                 with fake._lock:
                     fake.requests.append(body)
                     fake.in_flight += 1
@@ -69,6 +94,11 @@ class FakeChatServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def _answer(self, body: dict) -> tuple[int, str]:
+        if self.context is not None:
+            used = sum(len(m["content"].split()) for m in body["messages"]) + body["max_tokens"]
+            if used > self.context:
+                self.refused.append(used)
+                return 400, f"the request exceeds the available context size ({used} > {self.context} tokens)"
         fmt = (body.get("response_format") or {}).get("type")
         if self.refuse_json_schema and fmt == "json_schema":
             return 500, "json_schema is not supported"  # what llama.cpp's server does
@@ -92,8 +122,10 @@ def prompt_passages(body: dict) -> dict[int, str]:
 
 
 def quote(passages: dict[int, str], n: int = 0) -> dict:
+    """A sentence of the n-th passage that stands alone (a faithful model does not quote headlines)."""
     pid = sorted(passages)[n % len(passages)]
-    return {"text": split_sentences(passages[pid])[0], "passage_ids": [pid]}
+    sentences = split_sentences(passages[pid])
+    return {"text": next((s for s in sentences if judge_one(s).fit), sentences[0]), "passage_ids": [pid]}
 
 
 def faithful(body: dict) -> tuple[int, str]:
@@ -190,8 +222,10 @@ def test_a_tricked_model_cannot_put_hacked_in_the_output(tmp_path, sessions):
         brief = summaries.run(story, "story_brief")
     dumped = json.dumps([to_dict(card), to_dict(brief)])
     assert "HACKED" not in dumped
-    assert card.backend == "openai"  # the reply was valid JSON: the support check is what stopped it
-    assert card.summary == [] and card.topics == [] and card.best_for == [] and brief.glossary == []
+    # The reply was valid JSON; the sentence rules and the support check dropped all of it, so the
+    # story is written by the extractive backend rather than lost (and the next run asks again).
+    assert card.backend == "extractive" and card.summary and brief.backend == "extractive" and brief.paragraphs
+    assert [r.outcome for r in calls(sessions)] == ["ok", "ok"]
     assert card.title == story.title and card.attribution.startswith("Original articles published by")
 
 
@@ -267,3 +301,72 @@ def test_the_judge_vetoes_sentences(tmp_path, sessions):
         brief = summaries.run(story, "story_brief")
     assert [len(p) for p in brief.paragraphs] == [1]  # the first of two sentences was vetoed
     assert [r.purpose for r in calls(sessions)] == ["story_brief", "judge"]
+
+
+# --- the model's context, the sentence rules, and never losing a story -------------------------------
+
+
+def long_story():
+    """The test story with each source repeated: more passages than a small context takes."""
+    story = summarise_data.story()
+    extra = [dataclasses.replace(p, passage_id=p.passage_id + 50, text=" ".join([p.text] * 4)) for p in story.passages]
+    return dataclasses.replace(story, passages=[*story.passages, *extra])
+
+
+@pytest.mark.parametrize("reports", [True, False])
+def test_every_prompt_fits_the_models_context_least_central_passages_first(tmp_path, sessions, reports):
+    story = long_story()
+    with FakeChatServer(faithful, context=2600, reports_context=reports, tokenizer=reports) as server:
+        extra = {} if reports else {"llm_context_tokens": 2600}  # a server that says nothing: the setting
+        summaries = summarizer_for(server.url, tmp_path, sessions, llm_max_tokens=400, **extra)
+        card = summaries.run(story, "card", PERSONA)
+        brief = summaries.run(story, "story_brief")
+    assert server.refused == []  # nothing over the context reached the server
+    for body in server.requests:
+        sent = [int(i) for i in prompt_passages(body)]
+        assert 0 < len(sent) < len(story.passages)
+        central = [p.passage_id for p in story.passages]
+        assert sent == [i for i in central if i in sent] and sent == central[: len(sent)]  # the most central kept
+    assert card.backend == brief.backend == "openai"
+    assert [r.outcome for r in calls(sessions)] == ["ok", "ok"]
+
+
+def test_a_prompt_that_cannot_fit_falls_back_and_says_why(tmp_path, sessions):
+    with FakeChatServer(faithful, context=600) as server:
+        summaries = summarizer_for(server.url, tmp_path, sessions, llm_max_tokens=400)
+        card = summaries.run(summarise_data.story(), "card", PERSONA)
+    assert server.requests == [] and card.backend == "extractive" and card.summary
+    [row] = calls(sessions)
+    assert row.outcome == "too_long" and "fits a prompt of" in row.error
+
+
+def test_a_refused_call_never_costs_the_story(tmp_path, sessions):
+    with FakeChatServer(lambda body: (400, "the request exceeds the available context size")) as server:
+        summaries = summarizer_for(server.url, tmp_path, sessions)
+        card = summaries.run(summarise_data.story(), "card", PERSONA)
+    assert len(server.requests) == 4  # each structured-output form tried once, then the error stands
+    assert card.backend == "extractive" and card.summary and card.key_takeaway
+
+
+def test_a_models_sentences_pass_the_same_rules_and_budgets(tmp_path, sessions):
+    def sloppy(body):
+        passages = prompt_passages(body)
+        first = quote(passages, 0)
+        lines = [quote(passages, n) for n in range(6)]
+        reply = {"summary": [{"text": "WASHINGTON — " + first["text"], "passage_ids": first["passage_ids"]},
+                             *lines[1:6]],
+                 "key_takeaway": [{"text": "It also matters a great deal for every lab in the region.",
+                                   "passage_ids": first["passage_ids"]}, lines[2]],
+                 "key_insights": [{"text": "And " + lines[3]["text"], "passage_ids": lines[3]["passage_ids"]},
+                                  lines[4]],
+                 "principles": [], "in_practice": [], "topics": [], "best_for": []}
+        return 200, json.dumps(reply)
+
+    with FakeChatServer(sloppy) as server:
+        summaries = summarizer_for(server.url, tmp_path, sessions)
+        card = summaries.run(summarise_data.story(), "card", PERSONA)
+    assert card.backend == "openai"
+    assert len(card.summary) <= 4 and not card.summary[0].text.startswith("WASHINGTON")  # dateline gone, cut to 4
+    assert [s.text for s in card.key_takeaway] == [card.key_takeaway[0].text] and len(card.key_takeaway) <= 1
+    assert not any(s.text.startswith(("It ", "And ")) for f in (card.summary, card.key_takeaway, card.key_insights)
+                   for s in f)  # "It also..." dropped; "And ..." shown without its connective

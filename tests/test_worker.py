@@ -44,7 +44,7 @@ def settings(tmp_path, sqlite_url, redis_server):
 
 def test_importing_worker_loads_no_model_library():
     code = ("import sys, worker; heavy = [m for m in ('torch', 'faiss', 'llama_cpp', 'faster_whisper', "
-            "'sentence_transformers', 'onnxruntime') if m in sys.modules]; print(heavy); assert not heavy, heavy")
+            "'sentence_transformers', 'onnxruntime', 'spacy') if m in sys.modules]; print(heavy); assert not heavy, heavy")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -52,6 +52,8 @@ SUMMARY_WORDS = 100
 STORY_BRIEF_WORDS = 170
 PODCAST_MIN_WORDS = 10
 MIN_INSIGHTS = 2
+ADVICE_BONUS = 0.08  # a takeaway is best advice the sources give ...
+IMPLICATION_BONUS = 0.04  # ... or what the news means
 PERSONA_WEIGHT = 0.5  # how much the persona's interest moves the takeaway choice
 PERSONA_MARGIN = 0.08  # the persona's takeaway must be this much closer to its interest than the general one
 PERSONA_MIN_AFFINITY = 0.25
@@ -285,10 +287,12 @@ class ExtractiveSummarizer(Summarizer):
 
     def insight_card(self, story: StoryInput, persona: str) -> InsightCard:
         pool = Pool(story, self.vectors)
-        summary = self._summary(pool)
-        used = set(summary)
-        takeaway, label, lens = self._takeaway(pool, used, story.persona(persona))
-        used |= set(takeaway)
+        lede = self._lede(pool)
+        # The takeaway is chosen before the rest of the summary, so a persona's can be any sentence
+        # but the lede; the summary then tells the story around it.
+        takeaway, label, lens = self._takeaway(pool, set(lede), story.persona(persona))
+        summary = self._summary(pool, lede, exclude=set(takeaway))
+        used = set(summary) | set(takeaway)
         insights = self._insights(pool, used, lens)
         used |= set(insights)
         principles = pool.mmr([n for n in pool.standalone(used) if pool.principle(n)], self.sizes["principles"],
@@ -307,17 +311,23 @@ class ExtractiveSummarizer(Summarizer):
         )
         return fit_card(card)
 
-    def _summary(self, pool: Pool) -> list[int]:
-        """The most corroborated lede, then what other sources add, as one paragraph."""
+    @staticmethod
+    def _lede(pool: Pool) -> list[int]:
+        """The summary's first sentence: central, corroborated by other sources, an item's opening."""
         options = pool.standalone()
         if not options:
             return []
-        lede_value = (pool.scores[options] + CORROBORATION_WEIGHT * pool.corroboration[options]
-                      + LEDE_BONUS * np.array([pool.candidates[n].lede for n in options]))
-        chosen = [options[int(np.argmax(lede_value))]]
-        while len(chosen) < self.sizes["summary"]:
+        value = (pool.scores[options] + CORROBORATION_WEIGHT * pool.corroboration[options]
+                 + LEDE_BONUS * np.array([pool.candidates[n].lede for n in options]))
+        return [options[int(np.argmax(value))]]
+
+    def _summary(self, pool: Pool, lede: list[int], exclude: set[int] = frozenset()) -> list[int]:
+        """The lede, then what other sources add, as one paragraph."""
+        chosen = list(lede)
+        while chosen and len(chosen) < self.sizes["summary"]:
             follow = self._follow_on(pool, chosen)
-            left = [n for n in [*pool.standalone(set(chosen)), *follow] if not pool.redundant(n, chosen)]
+            left = [n for n in [*pool.standalone(set(chosen) | exclude), *follow]
+                    if n not in exclude and not pool.redundant(n, chosen)]
             if not left:
                 break
             quoted = Counter(pool.candidates[n].item_id for n in chosen)
@@ -337,18 +347,19 @@ class ExtractiveSummarizer(Summarizer):
 
     def _takeaway(self, pool: Pool, used: set[int],
                   persona: Persona | None) -> tuple[list[int], str, PersonaLens | None]:
-        """One sentence not in the summary: the most central advice, else implication, else claim; for
-        a persona, the one closest to its interest, if clearly closer than the general reader's."""
-        left = pool.standalone(used)
-        options = ([n for n in left if pool.advice(n)] or [n for n in left if pool.implication(n)] or left)
+        """One sentence but the lede: the most central, with a push for advice and for implications;
+        for a persona, the one closest to its interest, if clearly closer than the general reader's."""
+        options = [n for n in pool.standalone(used) if not pool.redundant(n, sorted(used))]  # not the lede again
         if not options:
             return [], GENERAL_READER, None
-        general = options[int(np.argmax(pool.scores[options]))]
+        value = {n: float(pool.scores[n]) + ADVICE_BONUS * pool.advice(n) + IMPLICATION_BONUS * pool.implication(n)
+                 for n in options}
+        general = max(options, key=value.get)
         if persona is None:
             return [general], GENERAL_READER, None
         lens = PersonaLens(persona, self.vectors)
         affinity = {n: lens.affinity(pool, n) for n in options}
-        best = max(options, key=lambda n: pool.scores[n] + PERSONA_WEIGHT * affinity[n])
+        best = max(options, key=lambda n: value[n] + PERSONA_WEIGHT * affinity[n])
         distinct = (best != general and affinity[best] >= PERSONA_MIN_AFFINITY
                     and affinity[best] - affinity[general] >= PERSONA_MARGIN)
         if not distinct:
@@ -378,7 +389,7 @@ class ExtractiveSummarizer(Summarizer):
     def story_brief(self, story: StoryInput) -> StoryBrief:
         """The lede paragraph (the card's summary), then what the other sources add in their order."""
         pool = Pool(story, self.vectors)
-        lead = self._summary(pool)
+        lead = self._summary(pool, self._lede(pool))
         rest = self._diverse(pool, [n for n in pool.standalone(set(lead))], lead)
         paragraphs = [p for p in (pool.sentences(lead), pool.sentences(rest)) if p]
         n_words = sum(word_count(s.text) for p in paragraphs for s in p)

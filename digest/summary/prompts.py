@@ -43,15 +43,19 @@ class CitedSentence(_Strict):
     passage_ids: list[int] = Field(min_length=1, max_length=4)
 
 
-# The budgets of digest.summary.budget, stated to the model; a reply over them is trimmed there.
+def _at_most(n: int, description: str):
+    """A list the schema sent to the model caps at n (digest.summary.budget's limit), while the
+    reply is still accepted with a few more, and trimmed there rather than retried."""
+    return Field(max_length=n + 6, description=description, json_schema_extra={"maxItems": n})
+
+
 class CardReply(_Strict):
-    summary: list[CitedSentence] = Field(min_length=1, max_length=4, description="2-4 sentences, one paragraph: "
-                                         "the most corroborated fact first, then what other sources add")
-    key_takeaway: list[CitedSentence] = Field(min_length=1, max_length=1, description="one sentence for the reader")
-    key_insights: list[CitedSentence] = Field(min_length=1, max_length=4, description="2-4 specific sentences")
-    principles: list[CitedSentence] = Field(max_length=2, description="general lessons the sources state; "
-                                            "empty when they state none")
-    in_practice: list[CitedSentence] = Field(max_length=2, description="actions the sources advise; empty when none")
+    summary: list[CitedSentence] = _at_most(4, "2-4 sentences, one paragraph: the most corroborated fact first, "
+                                               "then what other sources add")
+    key_takeaway: list[CitedSentence] = _at_most(1, "one sentence for the reader")
+    key_insights: list[CitedSentence] = _at_most(4, "2-4 specific sentences")
+    principles: list[CitedSentence] = _at_most(2, "general lessons the sources state; empty when they state none")
+    in_practice: list[CitedSentence] = _at_most(2, "actions the sources advise; empty when none")
     topics: list[str] = Field(max_length=6)
     best_for: list[str] = Field(max_length=3)
 

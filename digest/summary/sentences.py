@@ -42,7 +42,8 @@ _PERSONAL = frozenset({"he", "she", "him", "her", "his", "hers"})
 _NEUTER = frozenset({"it", "its"})
 _PLURAL = frozenset({"they", "them", "their", "theirs"})
 _DEMONSTRATIVE = frozenset({"this", "that", "these", "those"})
-_FIRST_PERSON = frozenset({"i", "we", "you", "me", "us", "my", "our", "your"})
+# A speaker the reader does not know ("We benchmarked..."); "you" is the reader, and may stay.
+_FIRST_PERSON = frozenset({"i", "we", "me", "us", "my", "our"})
 _SUBJECT_TAGS_PLURAL = frozenset({"NNS", "NNPS"})
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
@@ -266,17 +267,13 @@ def _surface_problem(text: str, kind: str) -> str:
 
 
 def _leans_on_previous(parse: Parse) -> bool:
-    """The opening word, a pronoun in the subject ("Most of them"), a demonstrative pronoun ("to do
-    exactly that") or a pronoun with no noun before it to refer to, points back."""
+    """The opening word, a demonstrative pronoun ("to do exactly that") or a pronoun with no noun
+    before it to refer to ("Most of them ..."), points back."""
     words = [i for i, t in enumerate(parse.tokens) if t.pos != "PUNCT"]
     if not words:
         return False
     first = words[0]  # past an opening quote: a speaker's "This" points back too
     if parse.tokens[first].lower in ANAPHORIC_OPENERS and not _expletive(parse, first):
-        return True
-    subject = parse.subject
-    if subject is not None and any(parse.tokens[i].lower in ANAPHORIC_OPENERS and parse.tokens[i].pos in ("PRON", "DET")
-                                   and not _expletive(parse, i) for i in parse.subtree(subject)):
         return True
     return any(_dangling(parse, i) for i in range(len(parse.tokens)))
 
