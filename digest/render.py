@@ -212,15 +212,16 @@ def publisher_views(refs: list[SourceRef]) -> list[PublisherView]:
     return list(groups.values())
 
 
-LINE_WORDS = 35
+LINE_WORDS = 30
 
 
 def one_line(card: InsightCard) -> str:
-    """The summary's lede, or the takeaway when the lede runs long and the takeaway is shorter."""
-    options = [t for t in (_sentences(card.summary[:1]), _sentences(card.key_takeaway[:1])) if t]
+    """The story in one sentence: its key takeaway, else its summary's lede, the first within
+    LINE_WORDS; the shorter of them when neither is."""
+    options = [t for t in map(clean_text, (s.text for s in [*card.key_takeaway[:1], *card.summary[:1]])) if t]
     if not options:
         return ""
-    return options[0] if len(options[0].split()) <= LINE_WORDS else min(options, key=lambda t: len(t.split()))
+    return next((t for t in options if len(t.split()) <= LINE_WORDS), min(options, key=lambda t: len(t.split())))
 
 
 def clip(text: str, limit: int) -> str:

@@ -106,3 +106,12 @@ def sessions(settings):
     factory = open_database(settings.db_url)
     yield factory
     factory.kw["bind"].dispose()
+
+
+@pytest.fixture(scope="session")
+def real_sample_brief(tmp_path_factory):
+    """The sample world's brief as `make run` makes it (the real default encoder, a fresh data
+    directory), once per session: the brief-quality gate and the browser's first screen read it."""
+    from benchmarks.brief_quality import sample_world_brief
+
+    return sample_world_brief(tmp_path_factory.mktemp("make-run"))

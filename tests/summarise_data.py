@@ -25,7 +25,8 @@ def _item_passages(item: dict) -> list[PassageText]:
     else:
         passages = split_item(item["title"] if item["kind"] != "post" else "", item.get("text", ""))
     base = item["item_id"] * 100
-    return [PassageText(base + p.position, item["item_id"], p.text, p.start, p.end, p.speaker) for p in passages]
+    return [PassageText(base + p.position, item["item_id"], p.text, p.start, p.end, p.speaker, p.position)
+            for p in passages]
 
 
 def _source(item: dict) -> SourceRef:

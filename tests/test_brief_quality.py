@@ -40,10 +40,8 @@ def test_a_brief_is_counted_as_its_general_reader_reads_it():
 
 
 @pytest.mark.slow
-def test_the_sample_world_brief_reads_clean_within_its_budgets(tmp_path):
-    from benchmarks.brief_quality import sample_world_brief
-
-    brief = sample_world_brief(tmp_path)
+def test_the_sample_world_brief_reads_clean_within_its_budgets(real_sample_brief):
+    brief = real_sample_brief
     counts = count_brief(brief)
     print(counts.as_dict())
     assert len(counts.words_per_card) == 5 and counts.sentences >= 30

@@ -179,3 +179,27 @@ def test_layout_fits_a_375_px_viewport(browser, email_page, tmp_path):
     fixed.write_text(re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + wide, email_page.read_text(), count=1))
     browser.open_phone(fixed.as_uri())
     assert browser.evaluate("document.documentElement.scrollWidth") > PHONE
+
+
+ARTIFACTS = os.environ.get("BRIEFCAST_TEST_ARTIFACTS")  # where screenshots are kept to look at (docs/ uses them)
+FIRST_SCREEN = 740  # px: a phone's first screen at 375 px wide
+
+
+@pytest.mark.slow
+def test_the_sample_world_brief_as_its_reader_first_sees_it(browser, real_sample_brief, tmp_path):
+    page = tmp_path / "brief.html"
+    page.write_text(render_brief(real_sample_brief).html, encoding="utf-8")
+    browser.open_phone(page.as_uri())
+    lines_top = browser.evaluate("[...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Today in'))"
+                                 ".getBoundingClientRect().top")
+    assert lines_top < FIRST_SCREEN / 3  # "Today in five lines" is the first thing under the masthead
+    first_card = browser.evaluate("document.getElementById('story-%d').getBoundingClientRect().top"
+                                  % real_sample_brief.cards[0].story_id)
+    assert first_card > lines_top
+    assert browser.evaluate("document.querySelector('.preheader').getBoundingClientRect().height") == 0
+    assert browser.evaluate("document.documentElement.scrollWidth") <= PHONE
+    image = browser.screenshot(height=FIRST_SCREEN)
+    assert_not_blank(image, "first screen")
+    for folder in filter(None, (tmp_path, ARTIFACTS and Path(ARTIFACTS))):
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / "brief-first-screen-375.png")

@@ -103,6 +103,9 @@ class InventingChat:
         self.chat, self.backend, self.model = chat, chat.backend, chat.model
         self.replies: list[str] = []
 
+    def __getattr__(self, name):  # the context and token counting are the real chat's
+        return getattr(self.chat, name)
+
     def complete(self, messages, schema, purpose) -> Completion:
         completion = self.chat.complete(messages, schema, purpose)
         self.replies.append(completion.text)

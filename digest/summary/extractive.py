@@ -222,7 +222,7 @@ class Pool:
                for i, t in enumerate(parse.tokens)):
             return False
         subject = parse.subject
-        if subject is None or _particular(parse, subject):
+        if subject is None or _particular(parse, subject) or parse.tokens[parse.root].lower in _SPEECH:
             return False
         root = parse.tokens[parse.root]
         present = root.tag in ("VBZ", "VBP") or any(
@@ -231,6 +231,7 @@ class Pool:
         return present and not any(t.tag == "VBD" or t.lower in ("will", "'ll", "won't") for t in parse.tokens)
 
 
+_SPEECH = frozenset("say says said argue argues argued note notes noted tell tells told claim claims claimed".split())
 _HINDSIGHT = re.compile(r"\b(?:should|must|ought to)(?: not)? have\b|\bshould've\b", re.IGNORECASE)
 _OBLIGATION = re.compile(r"\b(?:must|have to|has to|is required|are required)\b", re.IGNORECASE)
 _ADVICE = re.compile(r"\b(?:should|ought to|worth|recommend|advis|consider|make sure|be sure to|need to|needs to)\b",
@@ -243,8 +244,9 @@ def _particular(parse: Parse, subject: int) -> bool:
     if head.pos == "PRON":
         return head.lower not in ("everyone", "anyone", "nobody", "no one", "everybody")
     dets = [parse.tokens[c] for c in parse.children(subject) if parse.tokens[c].dep in ("det", "poss")]
-    definite = any(d.lower in ("the", "this", "that", "its", "their", "his", "her") for d in dets)
-    return head.tag in ("NN", "NNP") and (definite or not dets and head.tag == "NNP")
+    definite = any(d.lower in ("the", "this", "that", "these", "those", "its", "their", "his", "her", "each", "both")
+                   for d in dets)
+    return definite or (not dets and head.tag in ("NNP", "NNPS"))
 
 
 def _item_balanced_centroid(vectors: np.ndarray, items: Sequence[int]) -> np.ndarray:
@@ -353,8 +355,10 @@ class ExtractiveSummarizer(Summarizer):
         if not options:
             return [], GENERAL_READER, None
         value = {n: float(pool.scores[n]) + ADVICE_BONUS * pool.advice(n) + IMPLICATION_BONUS * pool.implication(n)
-                 for n in options}
-        general = max(options, key=value.get)
+                 - LEDE_BONUS * pool.candidates[n].lede for n in options}  # what happened is the summary's
+        floor = float(np.quantile(pool.scores[options], 0.25))
+        advice = [n for n in options if pool.advice(n) and pool.scores[n] >= floor]  # advice the story gives, first
+        general = max(advice or options, key=value.get)
         if persona is None:
             return [general], GENERAL_READER, None
         lens = PersonaLens(persona, self.vectors)

@@ -74,9 +74,14 @@ class Parse:
         return bool(self.roots) and all(self._clause(r) for r in self.roots)
 
     def _clause(self, root: int) -> bool:
+        """A main clause: a verb at the root, and not a subordinate one left on its own ("Whether any
+        other lab follows Meridian.")."""
+        children = self.children(root)
+        if any(self.tokens[c].dep == "mark" and c < root for c in children):
+            return False
         if self.tokens[root].pos in VERB_POS:
             return True
-        return any(self.tokens[c].dep in ("aux", "auxpass", "cop") for c in self.children(root))
+        return any(self.tokens[c].dep in ("aux", "auxpass", "cop") for c in children)
 
     @property
     def subject(self) -> int | None:

@@ -282,10 +282,24 @@ _THIRD_PERSON = _PERSONAL | _NEUTER | _PLURAL
 _NOT_ANTECEDENTS = frozenset({"DATE", "TIME", "CARDINAL", "ORDINAL", "PERCENT", "MONEY", "QUANTITY"})
 
 
+# "this week" points at the calendar, not at an earlier sentence.
+_TIME_NOUNS = frozenset("""week weekend month year day morning afternoon evening night quarter season spring summer
+                        autumn fall winter time decade century hour minute moment""".split())
+# "The move, announced ...": an event the previous sentence named.
+_EVENT_NOUNS = frozenset("""move decision step announcement episode development change shift deal plan measure
+                         effort approach""".split())
+
+
 def _dangling(parse: Parse, i: int) -> bool:
-    """A demonstrative pronoun, or a third-person pronoun with no noun before it in the sentence."""
+    """A demonstrative ("to do exactly that", "ten times that compute"), a definite event noun as
+    subject ("The move ..."), or a third-person pronoun with no noun before it in the sentence."""
     token = parse.tokens[i]
-    if token.pos == "PRON" and token.tag == "DT" and token.lower in _DEMONSTRATIVE:
+    if token.lower in _DEMONSTRATIVE and token.pos == "PRON" and token.tag == "DT":
+        return True
+    if token.lower in _DEMONSTRATIVE and token.dep == "det" and parse.tokens[token.head].lower not in _TIME_NOUNS:
+        return True
+    if token.dep in ("nsubj", "nsubjpass") and token.lower in _EVENT_NOUNS and any(
+            parse.tokens[c].lower == "the" for c in parse.children(i)):
         return True
     if token.lower not in _THIRD_PERSON or token.pos not in ("PRON", "DET") or _expletive(parse, i):
         return False
