@@ -197,6 +197,9 @@ def test_refused_json_schema_falls_back_to_json_object_with_schema_and_is_rememb
     assert [(r.backend, r.model, r.purpose, r.outcome) for r in rows] == [
         ("openai", "qwen-test", "card", "ok"), ("openai", "qwen-test", "story_brief", "ok")]
     assert all(r.prompt_tokens == 321 and r.completion_tokens == 45 and len(r.prompt_hash) == 64 for r in rows)
+    # The prompt and the reply are kept as text, so a bad summary can be audited.
+    assert json.loads(rows[0].prompt)[1]["content"].startswith("SOURCE PASSAGES")
+    assert json.loads(rows[0].response)["summary"] and rows[0].response == json.dumps(json.loads(rows[0].response))
 
 
 def test_the_prompt_delimits_sources_and_the_injection_never_reaches_it(tmp_path):
