@@ -5,7 +5,11 @@
 Embeds every set once with the real encoder, then (with --fit) grid-searches the combination
 weights and the threshold on the dev splits pooled (mean balanced accuracy over the four sets),
 and prints balanced accuracy per set on the held-out splits: with the module's current
-constants, and with a threshold tuned per set on its own dev split (for comparison only).
+constants, and with a threshold tuned per set on its own dev split (for comparison only). Beside
+each figure: approve-all and reject-all on the same pairs (0.5 by construction), the one-sided
+p against 0.5 and the lower 99% bound (tests/grounding_eval.significance), a permutation test of
+the labels as a cross-check, and whether the gate may pin the set (its lower bound, rounded down,
+above 0.5) or must report it as a figure only.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ from tests.grounding_eval import (
     default_weights,
     gate_subset,
     load,
+    permutation_p_value,
     sentence_supports,
+    significance,
     summary_score,
+    trivial_verdicts,
 )
 
 
@@ -130,19 +137,30 @@ def fit(data) -> tuple[dict, float]:
 
 
 def report(data, weights, threshold) -> None:
-    for name in data:
-        pairs, supports = data[name]
-        by_pair = dict(zip(map(id, pairs), supports))
-        gate = gate_subset(pairs)
-        gate_scores = [summary_score(by_pair[id(p)], weights) for p in gate]
-        gate_ba = balanced_accuracy(gate_scores, [p.consistent for p in gate], threshold)
-        print(f"{name:20} gate subset ({len(gate)} pairs): {gate_ba:.3f}")
     print(f"{'set':20} {'held-out n':>10} {'BA (shared threshold)':>22} {'BA (own dev threshold)':>23}")
     for name in data:
         scores, labels = split(data, name, False, weights)
         own, _ = best_threshold(*split(data, name, True, weights))
         print(f"{name:20} {len(scores):>10} {balanced_accuracy(scores, labels, threshold):>22.3f} "
               f"{balanced_accuracy(scores, labels, own):>17.3f} @{own:.2f}")
+    print(f"\nagainst chance at threshold {threshold} "
+          "(one-sided; pinned when the lower 99% bound rounded down is > 0.5)")
+    print(f"{'set':20} {'pairs':>9} {'n (+ / -)':>14} {'BA':>6} {'approve-all':>11} {'reject-all':>10} "
+          f"{'p':>8} {'p (perm.)':>9} {'lower 99%':>9}  verdict")
+    for name in data:
+        pairs, supports = data[name]
+        by_pair = dict(zip(map(id, pairs), supports))
+        for label, chosen in (("held-out", [p for p in pairs if not p.dev]), ("gate", gate_subset(pairs))):
+            labels = [p.consistent for p in chosen]
+            verdicts = [summary_score(by_pair[id(p)], weights) >= threshold for p in chosen]
+            result = significance(verdicts, labels)
+            trivial = [significance(v, labels).balanced_accuracy for v in trivial_verdicts(chosen).values()]
+            verdict = f"pin {result.pin:.2f}" if result.pin is not None else "figure only"
+            shown_p = f"{result.p_value:.4f}" if result.p_value >= 1e-4 else f"{result.p_value:.0e}"
+            counts = f"{result.pairs} ({result.consistent}/{result.inconsistent})"
+            print(f"{name:20} {label:>9} {counts:>14} {result.balanced_accuracy:>6.3f} "
+                  f"{trivial[0]:>11.3f} {trivial[1]:>10.3f} {shown_p:>8} "
+                  f"{permutation_p_value(verdicts, labels):>9.4f} {result.lower:>9.3f}  {verdict}")
 
 
 if __name__ == "__main__":
