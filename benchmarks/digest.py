@@ -12,7 +12,7 @@ counted by a wrapper around the extractive backend, for K = 5 and K = 10 at both
 cards + 1 story brief + at most K podcast calls, whatever N is. The summary cache is emptied
 before each build so every output is made (a warm cache makes fewer calls still).
 
-    .venv/bin/python -m benchmarks.digest [--items 5000] [--small 1000] [--encoder minilm|fake]
+    .venv/bin/python -m benchmarks.digest [--items 5000] [--small 1000] [--encoder minilm|fake] [--cluster-only]
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def make_world(settings: Settings, sessions, pool: list[dict], n: int, now: date
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run_size(n: int, pool: list[dict], encoder, now: datetime, ks=(5, 10)) -> dict:
+def run_size(n: int, pool: list[dict], encoder, now: datetime, ks=(5, 10), cluster_only: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         settings = make_settings(Path(tmp), f"sqlite:///{tmp}/digest.db")
         sessions = open_database(settings.db_url)
@@ -155,6 +155,9 @@ def run_size(n: int, pool: list[dict], encoder, now: datetime, ks=(5, 10)) -> di
         with sessions() as session:
             figures["stories"] = session.query(Story).count()
         figures["duplicates"] = report.duplicates
+        if cluster_only:
+            sessions.kw["bind"].dispose()
+            return figures
         profile = load_topic(settings, TOPIC)
         made = make_summaries(settings, encoder, sessions)
         for k in ks:
@@ -184,6 +187,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--encoder", default="minilm", choices=("minilm", "fake"))
+    parser.add_argument("--cluster-only", action="store_true", help="stop after the cluster stage")
     args = parser.parse_args()
     encoder = get_encoder(args.encoder)
     pool = base_items()
@@ -191,8 +195,11 @@ def main() -> None:
     print(f"base items: {len(pool)} real texts; encoder {encoder.model_id}; load {os.getloadavg()[0]:.1f}")
     results = []
     for n in (args.small, args.items):
-        results.append(run_size(n, pool, encoder, now))
+        results.append(run_size(n, pool, encoder, now, cluster_only=args.cluster_only))
         print(json.dumps(results[-1], default=str), flush=True)  # each size as it ends: a long run shows progress
+    if args.cluster_only:
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        return
     print(f"{'items':>6} {'embed s':>8} {'cluster s':>9} {'stories':>7} {'dups':>5} {'rank s':>7} {'compose s':>9} "
           f"{'calls K=5':>24} {'calls K=10':>24}")
     for r in results:
