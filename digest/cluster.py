@@ -1,19 +1,33 @@
-"""Items -> stories: incremental clustering by embedding similarity within a time window.
+"""Items -> stories: incremental clustering by a fitted link between an item and a story's members.
 
-Each pending item (embedded, in no story yet), oldest first, joins the story whose centroid is
-most similar to it, if that similarity reaches `story_threshold` and the story's items lie within
-`story_window_hours` of it; otherwise it starts a story. A story's centroid is the running mean
-of its distinct members' vectors, stored as float32 bytes *unnormalised*: an item's dot product
-with that mean is its average cosine to the members (average link). A normalised centroid would
-drift: the mean direction of five different stories on one topic is close to every story on the
-topic, and swallows them all (measured: one 17-item story of six labelled stories). The mean's
-length falls as the members spread, so a diffuse story stops attracting items.
+Each pending item (embedded, in no story yet), oldest first, joins the open story holding the
+member it links to best, if that link's probability reaches `story_threshold` and the story's
+items lie within `story_window_hours` of it; otherwise it starts a story. The link of two items is
+a logistic regression over what says "one event" rather than "one topic" (`pair_features`):
+
+- the cosine of their lead vectors (MiniLM, from the passage index: no encoder call);
+- the overlap of their names (people, organisations, products, places, laws: capitalised runs,
+  acronyms and model names such as "CX-720C"), each weighted by its rarity among the items the
+  clusterer holds, so a specific name ("Beiming") counts more than one the whole topic shares
+  ("Meridian", "China") and far more than "AI";
+- the same overlap of the lead's content words, and the overlap of their titles' words;
+- how many hours apart they were published (unknown for undated items: assumed a day);
+- whether they come from one source, and for posts whether they are one thread's posts written
+  within hours of each other.
+
+Its weights were fitted on half of tests/data/story_pairs.json (benchmarks/cluster_fit.py; figures
+and how the rule was chosen in docs/benchmarks.md). The story link is the best member's (single
+link): a story told from several angles (a rule, a chip built to it, the labs' reaction) has
+members that link to some of its members and not to others, and the mean over all of them would
+split it; the names and the time keep single link from chaining sibling events of one topic.
+A joined member's `similarity` is that link's probability. Story centroids (the unnormalised mean
+of the distinct members' vectors) are still kept: ranking reads a story's direction from them.
 
 Near-duplicates (a syndicated copy, a repost, a teaser of the same text: shingle Jaccard or
 containment above `near_duplicate_overlap`, with the shingling of ingest.threads) join the story
 of the item they copy with `duplicate_of` set: they are members, but count once: not in the
-centroid, not in corroboration, not in the summary cache key. A copy on another site therefore
-adds no publisher: the copy says nothing its original did not.
+centroid, not in the link, not in corroboration, not in the summary cache key. A copy on another
+site therefore adds no publisher: the copy says nothing its original did not.
 
 Corroboration is the number of distinct independent publishers among the distinct members. A
 publisher is a source: a feed, a podcast, or a thread (all of one thread's posts are one
@@ -31,15 +45,19 @@ One clusterer at a time: run it from one process (the Celery helper runs it as a
 from __future__ import annotations
 
 import hashlib
+import math
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.vectors import item_vectors, unit
+from digest.summary.text import STOPWORDS, content_words, name_mentions, split_sentences
+from digest.vectors import item_vectors, lead_text, unit
 from embed.encoder import Encoder
 from embed.index import IndexStore, VectorIndex
 from ingest.threads import normalise_for_dedupe, word_shingles  # the one shingling of the project
@@ -47,9 +65,282 @@ from store.models import Item, Story, StoryItem
 from store.settings import Settings
 
 CHUNK = 500  # items per transaction
-DUPLICATE_CANDIDATES = 3  # the most similar stories searched for the original of a copy
+DUPLICATE_CANDIDATES = 3  # the stories of the nearest members searched for the original of a copy
 MIN_CONTAINMENT_SHINGLES = 20  # a shorter text is judged on Jaccard only: containment of a few words means nothing
 CITED_KINDS = ("article", "episode")  # what corroborates a claim; posts alone do not
+
+# --- the link: how likely two items tell one story ------------------------------------------------
+
+LEAD_WORDS = 160  # words read for names and words: the lead, what the item's vector is about
+LEAD_CHARS = 4000  # of an open story's member's text read from the database: enough for its lead
+HOURS_SCALE = 72.0  # hours apart count up to three days, as a share of them
+UNDATED_HOURS = 24.0  # hours apart assumed when an item has no date of its own (a thread export without times)
+THREAD_HOURS = 12.0  # the same-thread bonus decays with the hours between the two posts
+FEATURES = ("cosine", "names", "words", "title", "hours", "same_source", "same_thread", "thread_close")
+
+# Fitted by benchmarks/cluster_fit.py (L2 logistic regression, C = 1, over the English pairs of the
+# fitting half of tests/data/story_pairs.json; docs/benchmarks.md). Re-run the script, do not edit.
+WEIGHTS = {"cosine": 1.782, "names": 1.083, "words": 1.752, "title": 0.955, "hours": -2.707, "same_source": -1.066,
+           "same_thread": 1.835, "thread_close": 1.174}
+INTERCEPT = -2.932
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """Logistic regression over `pair_features`; a story's link is its best member's ("max"), or the
+    mean of its members' scores ("mean": with the cosine alone at weight 1, the old average link)."""
+
+    weights: tuple[float, ...]
+    intercept: float
+    link: str = "max"
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features) @ np.asarray(self.weights) + self.intercept
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.score(features)))
+
+
+FITTED_LINK = LinkModel(tuple(WEIGHTS[f] for f in FEATURES), INTERCEPT)
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+_SUFFIX = re.compile(r"-(?:based|made|born|led|backed)$")
+_CAPITALISED = re.compile(r"[A-Z][\w'’-]*")
+_PUNCTUATION = "'’-.,;:!?\"“”‘()[]"
+
+
+def _name_word(word: str) -> str:
+    return _SUFFIX.sub("", re.sub(r"['’]s$", "", word.strip(_PUNCTUATION)).lower().strip(_PUNCTUATION))
+
+
+def names_of(text: str) -> frozenset[str]:
+    """The words of a text's names, lowercased: capitalised runs, acronyms and model names
+    ("Meridian Labs" -> meridian, labs; "Atlas-5"; "CX-720C"; "Hangzhou-based" -> hangzhou).
+
+    A plain capitalised word that starts a sentence (as a headline's first word often does) counts
+    when the next word is capitalised too ("Meridian Labs said") or the text names it elsewhere."""
+    found: set[str] = set()
+    openers: list[tuple[str, bool]] = []
+    for sentence in split_sentences(text) or [text]:
+        for name in name_mentions(sentence):
+            found.update(_name_word(w) for w in name.split())
+        words = [w.strip(_PUNCTUATION) for w in sentence.split()[:2]]
+        if words and _CAPITALISED.fullmatch(words[0]) and words[0].lower() not in STOPWORDS:
+            followed = len(words) > 1 and bool(_CAPITALISED.fullmatch(words[1])) and words[1].lower() not in STOPWORDS
+            openers.append((_name_word(words[0]), followed))
+    found.update(word for word, followed in openers if followed or word in found)
+    return frozenset(w for w in found if len(w) > 1)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What the link compares of one item."""
+
+    item_id: int
+    vector: np.ndarray  # unit lead vector
+    names: frozenset[str]
+    words: frozenset[str]  # content words of the lead (stemmed)
+    title: frozenset[str]  # content words of the title
+    published: float | None  # epoch seconds; None: no date of its own
+    source_id: int
+    post: bool
+
+
+@dataclass(frozen=True)
+class _Lead:
+    """What the link reads of an open story's member: its text only as far as its lead."""
+
+    id: int
+    title: str
+    text: str
+    published: datetime | None
+    source_id: int
+    kind: str
+    language: str | None
+
+
+def signature_of(item: Item | _Lead, vector: np.ndarray) -> Signature:
+    lead = lead_text(item, LEAD_WORDS)
+    return Signature(item.id, vector, names_of(lead), content_words(lead), content_words(item.title or ""),
+                     item.published.timestamp() if item.published else None, item.source_id, item.kind == "post")
+
+
+class Terms:
+    """Document frequencies of one kind of term among the items the clusterer holds; the overlap
+    of two items weights each shared term by its IDF, so a rare name outweighs a common one."""
+
+    def __init__(self) -> None:
+        self.docs = 0
+        self.version = 0  # changes whenever the frequencies do
+        self.df: Counter[str] = Counter()
+        self._idf: dict[str, float] = {}
+        self._mass: dict[frozenset[str], float] = {}
+
+    def add(self, terms: Iterable[str]) -> None:
+        self.docs += 1
+        self.version += 1
+        self.df.update(terms)
+        if self._idf:
+            self._idf.clear()
+            self._mass.clear()
+
+    def idf(self, term: str) -> float:
+        value = self._idf.get(term)
+        if value is None:
+            value = self._idf[term] = math.log((self.docs + 1) / (self.df[term] + 0.5))
+        return value
+
+    def mass(self, terms: frozenset[str]) -> float:
+        value = self._mass.get(terms)
+        if value is None:
+            value = self._mass[terms] = sum(self.idf(t) for t in terms)
+        return value
+
+    def overlap(self, a: frozenset[str], b: frozenset[str]) -> float:
+        """IDF-weighted containment: the shared terms' weight over the smaller item's weight."""
+        shared = a & b
+        if not shared:
+            return 0.0
+        smaller = min(self.mass(a), self.mass(b))
+        return sum(self.idf(t) for t in shared) / smaller if smaller > 0 else 0.0
+
+
+@dataclass
+class Rarity:
+    names: Terms = field(default_factory=Terms)
+    words: Terms = field(default_factory=Terms)
+
+    def add(self, signature: Signature) -> None:
+        self.names.add(signature.names)
+        self.words.add(signature.words)
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def _time_features(hours: np.ndarray, thread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hours feature, thread_close feature) from hours apart (NaN: unknown) and same-thread flags."""
+    known = ~np.isnan(hours)
+    apart = np.where(known, hours, UNDATED_HOURS)
+    close = np.where(thread & known, np.exp(-np.where(known, hours, 0.0) / THREAD_HOURS), 0.0)
+    return np.minimum(apart, HOURS_SCALE) / HOURS_SCALE, close
+
+
+def pair_features(a: Signature, b: Signature, rarity: Rarity) -> np.ndarray:
+    """The link's inputs for one pair, in FEATURES order (the clusterer computes the same, in bulk)."""
+    hours = abs(a.published - b.published) / 3600 if a.published is not None and b.published is not None else math.nan
+    same_source = a.source_id == b.source_id
+    thread = same_source and a.post and b.post
+    apart, close = _time_features(np.array([hours]), np.array([thread]))
+    return np.array([float(a.vector @ b.vector), rarity.names.overlap(a.names, b.names),
+                     rarity.words.overlap(a.words, b.words), jaccard(a.title, b.title), apart[0],
+                     float(same_source), float(thread), close[0]])
+
+
+class _Postings:
+    """Term -> the member rows that hold it, in growable arrays: what an item shares with every
+    member is then one bincount over its terms' rows, not a set intersection per member."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, np.ndarray] = {}
+        self.size: dict[str, int] = {}
+
+    def add(self, terms: Iterable[str], row: int) -> None:
+        for term in terms:
+            rows, n = self.rows.get(term), self.size.get(term, 0)
+            if rows is None or n == len(rows):
+                grown = np.empty(max(4, 2 * n), dtype=np.int64)
+                if rows is not None:
+                    grown[:n] = rows
+                self.rows[term] = rows = grown
+            rows[n] = row
+            self.size[term] = n + 1
+
+    def shared(self, terms: Iterable[str], weight, members: int) -> np.ndarray:
+        """Per member row: the summed weight of the given terms it holds too."""
+        parts, weights = [], []
+        for term in terms:
+            n = self.size.get(term)
+            if n:
+                parts.append(self.rows[term][:n])
+                weights.append(weight(term))
+        if not parts:
+            return np.zeros(members)
+        counts = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+        return np.bincount(np.concatenate(parts), weights=np.repeat(weights, counts), minlength=members)
+
+    def masses(self, weight, members: int) -> np.ndarray:
+        """Per member row: the summed weight of all the terms it holds."""
+        out = np.zeros(members)
+        for term, rows in self.rows.items():
+            out[rows[: self.size[term]]] += weight(term)
+        return out
+
+
+class _Members:
+    """The distinct members of the open stories, in arrays the link reads at once."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.signatures: list[Signature] = []
+        self.vectors = self.published = self.source = self.post = self.story = None
+        self.names_mass = self.words_mass = self.title_size = None
+        self.names, self.words, self.title = _Postings(), _Postings(), _Postings()
+        self._versions: tuple[int, int] | None = None  # the rarity the masses were summed under
+
+    def add(self, signature: Signature, story_row: int, rarity: Rarity) -> None:
+        if self.vectors is None or self.n == len(self.vectors):
+            self._grow(len(signature.vector))
+        n = self.n
+        self.vectors[n] = signature.vector
+        self.published[n] = signature.published if signature.published is not None else np.nan
+        self.source[n], self.post[n], self.story[n] = signature.source_id, signature.post, story_row
+        self.names_mass[n] = rarity.names.mass(signature.names)
+        self.words_mass[n] = rarity.words.mass(signature.words)
+        self.title_size[n] = len(signature.title)
+        self.names.add(signature.names, n)
+        self.words.add(signature.words, n)
+        self.title.add(signature.title, n)
+        self.signatures.append(signature)
+        self.n += 1
+
+    def refresh(self, rarity: Rarity) -> None:
+        """Sum the members' masses again when the rarity changed (a new chunk of items counted)."""
+        versions = (rarity.names.version, rarity.words.version)
+        if versions != self._versions and self.n:
+            self.names_mass[: self.n] = self.names.masses(rarity.names.idf, self.n)
+            self.words_mass[: self.n] = self.words.masses(rarity.words.idf, self.n)
+        self._versions = versions
+
+    def _grow(self, dim: int) -> None:
+        size = max(64, 2 * self.n)
+
+        def grown(old, shape, dtype, fill=0):
+            new = np.full(shape, fill, dtype=dtype)
+            if old is not None:
+                new[: self.n] = old[: self.n]
+            return new
+
+        self.vectors = grown(self.vectors, (size, dim), np.float32)
+        self.published = grown(self.published, size, np.float64, np.nan)
+        self.source = grown(self.source, size, np.int64)
+        self.post = grown(self.post, size, bool)
+        self.story = grown(self.story, size, np.int64)
+        self.names_mass = grown(self.names_mass, size, np.float64)
+        self.words_mass = grown(self.words_mass, size, np.float64)
+        self.title_size = grown(self.title_size, size, np.int64)
+
+
+def _containment(shared: np.ndarray, mine: float, theirs: np.ndarray) -> np.ndarray:
+    smaller = np.minimum(mine, theirs)
+    return np.where((shared > 0) & (smaller > 0), shared / np.where(smaller > 0, smaller, 1.0), 0.0)
 
 
 @dataclass
@@ -112,95 +403,166 @@ class _StoryState:
 
 
 class Clusterer:
-    """One run's state: the open stories (centroid matrix) and the settings that bound joining."""
+    """One run's state: the open stories, their distinct members' signatures, the terms' rarity,
+    and the settings that bound joining."""
 
-    def __init__(self, settings: Settings, index: VectorIndex | None, encoder: Encoder | None = None) -> None:
+    def __init__(self, settings: Settings, index: VectorIndex | None, encoder: Encoder | None = None,
+                 link: LinkModel | None = None) -> None:
         self.languages = tuple(lang.lower() for lang in settings.story_languages)
-        self.threshold = settings.story_threshold
+        self.link = link or FITTED_LINK
+        self.threshold = logit(settings.story_threshold)  # in the link's score space
         self.window = timedelta(hours=settings.story_window_hours)
         self.near_duplicate = settings.near_duplicate_overlap
         self.index, self.encoder = index, encoder
         self.stories: list[_StoryState] = []
-        self._matrix: np.ndarray | None = None  # row n: stories[n].centroid
+        self.members = _Members()
+        self.rarity = Rarity()
         self._seen: np.ndarray | None = None  # row n: stories[n] first/last seen, epoch seconds
+        self._weights = np.asarray(self.link.weights, dtype=np.float64)
 
     def understood(self, language: str | None) -> bool:
         """Whether the encoder's vectors mean anything for this language (unknown: assume so)."""
         return not self.languages or not language or language.lower().startswith(self.languages)
 
+    def prepare(self, session: Session, items: list[Item] | list[_Lead]) -> dict[int, Signature]:
+        """Signatures of the items that have a vector; the understood ones count in the rarity
+        before any of them is placed."""
+        vectors = item_vectors(session, items, self.index, self.encoder)
+        signatures = {i.id: signature_of(i, vectors[i.id]) for i in items if i.id in vectors}
+        for item in items:
+            if item.id in signatures and self.understood(item.language):
+                self.rarity.add(signatures[item.id])
+        return signatures
+
     def load_open_stories(self, session: Session, since: datetime) -> None:
         rows = session.execute(select(Story, Item.language).outerjoin(Item, Item.id == Story.lead_item_id)
                                .where(Story.last_seen >= since - self.window, Story.centroid.is_not(None)))
-        for story, language in rows:
-            if not self.understood(language):
-                continue
-            distinct = sum(1 for m in story.members if m.duplicate_of is None)
+        opened = {story.id: story for story, language in rows if self.understood(language)}
+        members: dict[int, list[_Lead]] = {story_id: [] for story_id in opened}
+        ids = list(opened)
+        for start in range(0, len(ids), CHUNK):
+            lead = func.substr(Item.text, 1, LEAD_CHARS)
+            query = (select(StoryItem.story_id, Item.id, Item.title, lead, Item.published, Item.source_id, Item.kind,
+                            Item.language)
+                     .join(Item, Item.id == StoryItem.item_id)
+                     .where(StoryItem.story_id.in_(ids[start:start + CHUNK]), StoryItem.duplicate_of.is_(None)))
+            for story_id, *columns in session.execute(query):
+                members[story_id].append(_Lead(*columns))
+        signatures = self.prepare(session, [i for leads in members.values() for i in leads])
+        for story_id, story in opened.items():
+            row = len(self.stories)
             self.stories.append(_StoryState(story.id, np.frombuffer(story.centroid, dtype=np.float32).copy(),
-                                            max(distinct, 1), story.first_seen, story.last_seen))
-        self._matrix = None
+                                            max(len(members[story_id]), 1), story.first_seen, story.last_seen))
+            for lead in members[story_id]:
+                if lead.id in signatures:
+                    self.members.add(signatures[lead.id], row, self.rarity)
+        self._seen = None
 
     def _rebuild(self) -> None:
-        if self.stories:
-            self._matrix = np.stack([s.centroid for s in self.stories])
-            self._seen = np.array([[s.first_seen.timestamp(), s.last_seen.timestamp()] for s in self.stories])
-        else:
-            self._matrix = self._seen = None
+        self._seen = np.array([[s.first_seen.timestamp(), s.last_seen.timestamp()] for s in self.stories]) \
+            if self.stories else None
 
     def _changed(self, n: int) -> None:
-        """Story n absorbed an item: update its rows in place (restacking per item costs O(stories))."""
-        if self._matrix is not None and n < len(self._matrix):
+        """Story n absorbed an item: update its time row in place (restacking per item costs O(stories))."""
+        if self._seen is not None and n < len(self._seen):
             story = self.stories[n]
-            self._matrix[n] = story.centroid
             self._seen[n] = (story.first_seen.timestamp(), story.last_seen.timestamp())
 
-    def candidates(self, vector: np.ndarray, when: datetime) -> list[tuple[float, int]]:
-        """(similarity, story row) of the open stories within the window, most similar first."""
-        if self._matrix is None or len(self._matrix) != len(self.stories):
+    def nearby(self, signature: Signature, when: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """(member rows, their cosines to the item) of the open stories within the window."""
+        if self._seen is None or len(self._seen) != len(self.stories):
             self._rebuild()
-        if self._matrix is None:
-            return []
+        if self._seen is None or self.members.n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         t, window = when.timestamp(), self.window.total_seconds()
-        inside = np.flatnonzero((self._seen[:, 0] - window <= t) & (t <= self._seen[:, 1] + window))
-        sims = self._matrix[inside] @ vector
-        order = np.argsort(-sims)
-        return [(float(sims[n]), int(inside[n])) for n in order]
+        open_story = (self._seen[:, 0] - window <= t) & (t <= self._seen[:, 1] + window)
+        rows = np.flatnonzero(open_story[self.members.story[: self.members.n]])
+        return rows, self.members.vectors[rows] @ signature.vector
 
-    def add(self, session: Session, item: Item, vector: np.ndarray, report: ClusterReport) -> int:
+    def nearest_stories(self, rows: np.ndarray, cosines: np.ndarray, k: int) -> list[int]:
+        """The story rows of the k nearest members' distinct stories, nearest first."""
+        found: list[int] = []
+        for n in np.argsort(-cosines):
+            story = int(self.members.story[rows[n]])
+            if story not in found:
+                found.append(story)
+                if len(found) == k:
+                    break
+        return found
+
+    def best_link(self, signature: Signature, rows: np.ndarray, cosines: np.ndarray) -> tuple[float, int] | None:
+        """(score, story row) of the story the item links to best, or None when there is none.
+        Every member in the window is scored, at once: names, words and titles through the
+        members' postings (the same figures as `pair_features`)."""
+        if len(rows) == 0:
+            return None
+        m, rarity = self.members, self.rarity
+        m.refresh(rarity)
+        x = np.zeros((len(rows), len(FEATURES)))
+        x[:, 0] = cosines
+        names = m.names.shared(signature.names, rarity.names.idf, m.n)[rows]
+        x[:, 1] = _containment(names, rarity.names.mass(signature.names), m.names_mass[rows])
+        words = m.words.shared(signature.words, rarity.words.idf, m.n)[rows]
+        x[:, 2] = _containment(words, rarity.words.mass(signature.words), m.words_mass[rows])
+        titles = m.title.shared(signature.title, lambda _: 1.0, m.n)[rows]
+        union = len(signature.title) + m.title_size[rows] - titles
+        x[:, 3] = np.where(union > 0, titles / np.maximum(union, 1), 0.0)
+        t = signature.published if signature.published is not None else np.nan
+        same = m.source[rows] == signature.source_id
+        thread = same & m.post[rows] & signature.post
+        x[:, 4], x[:, 7] = _time_features(np.abs(m.published[rows] - t) / 3600, thread)
+        x[:, 5], x[:, 6] = same, thread
+        scores = x @ self._weights + self.link.intercept
+        stories = m.story[rows]
+        if self.link.link == "mean":
+            totals = np.bincount(stories, weights=scores, minlength=len(self.stories))
+            counts = np.bincount(stories, minlength=len(self.stories))
+            per_story = np.where(counts > 0, totals / np.maximum(counts, 1), -np.inf)
+        else:
+            per_story = np.full(len(self.stories), -np.inf)
+            np.maximum.at(per_story, stories, scores)
+        row = int(np.argmax(per_story))
+        return float(per_story[row]), row
+
+    def add(self, session: Session, item: Item, signature: Signature, report: ClusterReport) -> int:
         """Place one item; returns its story id."""
         when = item_time(item)
         mine = shingles_of(f"{item.title} {item.text}")
         if not self.understood(item.language):
-            return self._new_story(session, item, vector, when, mine, report, open_to_others=False)
-        ranked = self.candidates(vector, when)
-        for similarity, row in ranked[:DUPLICATE_CANDIDATES]:
+            return self._new_story(session, item, signature, when, mine, report, open_to_others=False)
+        rows, cosines = self.nearby(signature, when)
+        for row in self.nearest_stories(rows, cosines, DUPLICATE_CANDIDATES):
             story = self.stories[row]
             original = self._original_of(session, story, mine)
             if original is not None:
-                session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=similarity, duplicate_of=original))
+                nearest = float(np.max(cosines[self.members.story[rows] == row]))
+                session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=nearest, duplicate_of=original))
                 story.first_seen, story.last_seen = min(story.first_seen, when), max(story.last_seen, when)
                 self._changed(row)
                 report.duplicates += 1
                 return story.id
-        if ranked and ranked[0][0] >= self.threshold:
-            similarity, row = ranked[0]
+        best = self.best_link(signature, rows, cosines)
+        if best is not None and best[0] >= self.threshold:
+            score, row = best
             story = self.stories[row]
-            session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=similarity))
+            session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=1.0 / (1.0 + math.exp(-score))))
             self._remember(session, story, item.id, mine)
-            story.absorb(vector, when)
+            story.absorb(signature.vector, when)
+            self.members.add(signature, row, self.rarity)
             self._changed(row)
             report.joined += 1
             return story.id
-        return self._new_story(session, item, vector, when, mine, report)
+        return self._new_story(session, item, signature, when, mine, report)
 
-    def _new_story(self, session, item, vector, when, mine, report, open_to_others: bool = True) -> int:
+    def _new_story(self, session, item, signature, when, mine, report, open_to_others: bool = True) -> int:
         story = Story(title=item.title or "", first_seen=when, last_seen=when, lead_item_id=item.id,
-                      centroid=vector.astype(np.float32).tobytes(), item_count=1, corroboration=1)
+                      centroid=signature.vector.astype(np.float32).tobytes(), item_count=1, corroboration=1)
         session.add(story)
         session.flush()
         session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=1.0))
         if open_to_others:
-            self.stories.append(_StoryState(story.id, vector.copy(), 1, when, when, [_Member(item.id, mine)]))
-            self._matrix = None
+            self.members.add(signature, len(self.stories), self.rarity)
+            self.stories.append(_StoryState(story.id, signature.vector.copy(), 1, when, when, [_Member(item.id, mine)]))
         report.new_stories += 1
         return story.id
 
@@ -244,19 +606,20 @@ def _items_in_order(session: Session, ids: list[int]) -> list[Item]:
 
 
 def cluster_items(settings: Settings, session: Session, items: list[Item], index: VectorIndex | None,
-                  encoder: Encoder | None = None, clusterer: Clusterer | None = None) -> ClusterReport:
+                  encoder: Encoder | None = None, clusterer: Clusterer | None = None,
+                  link: LinkModel | None = None) -> ClusterReport:
     """Place the given items (oldest first) into stories, inside the caller's transaction."""
     report = ClusterReport()
-    vectors = item_vectors(session, items, index, encoder)
-    placeable = [i for i in items if i.id in vectors]
-    report.skipped = len(items) - len(placeable)
     if clusterer is None:
-        clusterer = Clusterer(settings, index, encoder)
-        if placeable:
-            clusterer.load_open_stories(session, min(item_time(i) for i in placeable))
+        clusterer = Clusterer(settings, index, encoder, link)
+        if items:
+            clusterer.load_open_stories(session, min(item_time(i) for i in items))
+    signatures = clusterer.prepare(session, items)
+    placeable = [i for i in items if i.id in signatures]
+    report.skipped = len(items) - len(placeable)
     touched: set[int] = set()
     for item in placeable:
-        touched.add(clusterer.add(session, item, vectors[item.id], report))
+        touched.add(clusterer.add(session, item, signatures[item.id], report))
         report.items += 1
     session.flush()
     states = {state.id: state for state in clusterer.stories}
@@ -268,11 +631,13 @@ def cluster_items(settings: Settings, session: Session, items: list[Item], index
 
 
 def cluster_pending(settings: Settings, sessions: sessionmaker[Session], *, encoder: Encoder | None = None,
-                    index: VectorIndex | None = None, limit: int | None = None) -> ClusterReport:
+                    index: VectorIndex | None = None, limit: int | None = None,
+                    link: LinkModel | None = None) -> ClusterReport:
     """Cluster every item not yet in a story (the stage function; the worker calls this).
 
     Vectors come from the passage index in `settings.index_dir` (or `index`); `encoder` is only
-    used for items the index does not hold, and only when it is the index's model.
+    used for items the index does not hold, and only when it is the index's model. `link` replaces
+    the fitted link (benchmarks/cluster_fit.py measures others with it).
     """
     if index is None:
         index = IndexStore(settings.index_dir).load()
@@ -290,7 +655,7 @@ def cluster_pending(settings: Settings, sessions: sessionmaker[Session], *, enco
             if not items:
                 continue
             if clusterer is None:
-                clusterer = Clusterer(settings, index, encoder)
+                clusterer = Clusterer(settings, index, encoder, link)
                 clusterer.load_open_stories(session, min(item_time(i) for i in items))
             _merge(total, cluster_items(settings, session, items, index, encoder, clusterer))
     total.story_ids = sorted(set(total.story_ids))

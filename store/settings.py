@@ -71,7 +71,7 @@ class Settings(BaseSettings):
 
     # Stories, topics and the daily ranking (digest.cluster / digest.topics / digest.rank / digest.compose)
     story_window_hours: float = 72.0  # an item joins a story whose items lie within this many hours of it
-    story_threshold: float = 0.5  # an item's mean cosine to a story's members to join it (MiniLM; docs/benchmarks.md)
+    story_threshold: float = 0.29  # fitted link's probability (item to a story's best member) to join it (benchmarks/cluster_fit.py)
     near_duplicate_overlap: float = 0.85  # shingle Jaccard / containment above which an item is a copy
     story_languages: list[str] = Field(default_factory=lambda: ["en"])  # what the encoder understands; [] = all
     topics_dir: Path | None = None  # the user's topic profiles (*.toml), read before the bundled ones

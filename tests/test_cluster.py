@@ -1,14 +1,32 @@
 """Stories from items (fake encoder, real embed stage, SQLite and PostgreSQL): incremental joining,
-near-duplicates that count once, corroboration, the time window, languages the encoder lacks."""
+near-duplicates that count once, corroboration, the time window, languages the encoder lacks, and
+the link: names, rarity, titles, time and threads that tell sibling events of one topic apart."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-from digest.cluster import cluster_pending, members_hash, overlap, shingles_of, story_members
-from store.models import Story, StoryItem
+from digest.cluster import (
+    FEATURES,
+    FITTED_LINK,
+    Clusterer,
+    LinkModel,
+    Rarity,
+    Signature,
+    cluster_pending,
+    members_hash,
+    names_of,
+    overlap,
+    pair_features,
+    shingles_of,
+    story_members,
+)
+from embed.index import IndexStore
+from store.models import Item, Story, StoryItem
 from tests.conftest import make_settings
 from tests.digest_world import add_item, add_source, embed
 
@@ -155,3 +173,100 @@ def test_overlap_catches_copies_and_cut_copies_not_retellings():
     assert overlap(shingles_of(RULE[: len(RULE) * 2 // 3]), shingles_of(RULE)) >= 0.85  # a cut copy
     assert overlap(shingles_of(RULE), shingles_of(RULE_2)) < 0.5  # same story, own words
     assert overlap(shingles_of("short one"), shingles_of("short one and more")) < 0.85
+
+
+# --- the link: sibling events of one topic ---------------------------------------------------------
+
+DISTIL = ("Meridian Labs said Beiming Technology harvested Atlas-5 outputs through 2,400 API accounts to train its "
+          "Kun-2 model, and tightened its API terms for developers in China.")
+DISTIL_2 = ("Beiming Technology denied that its Kun-2 model was trained on Atlas-5 outputs and said Meridian Labs had "
+            "shown it no evidence of the 2,400 accounts.")
+PRICES = ("Meridian Labs cut the price of Atlas-5 by 65% and retired its Atlas-Open weights, a day after Lumen-3 "
+          "matched Atlas-5 on reasoning benchmarks.")
+PRICES_2 = "Meridian Labs will publish no new Atlas-Open weights, it said alongside the 65% Atlas-5 price cut."
+OLD_RULE = LinkModel(tuple(1.0 if f == "cosine" else 0.0 for f in FEATURES), 0.0, link="mean")  # mean cosine
+
+
+def _siblings(sessions) -> dict[str, int]:
+    ids = _world(sessions)
+    with sessions() as session, session.begin():
+        wire, daily, gazette, herald = (add_source(session, f"https://{n}.example/news", title=n)
+                                        for n in ("wire2", "daily2", "gazette", "herald"))
+        ids["distil"] = add_item(session, wire, "Meridian accuses Beiming of distilling Atlas-5", DISTIL, hours_ago=10).id
+        ids["prices"] = add_item(session, daily, "Meridian cuts Atlas-5 prices by 65%", PRICES, hours_ago=9).id
+        ids["distil_2"] = add_item(session, gazette, "Beiming denies distilling Atlas-5", DISTIL_2, hours_ago=8).id
+        ids["prices_2"] = add_item(session, herald, "Meridian retires Atlas-Open", PRICES_2, hours_ago=7).id
+    return ids
+
+
+def test_a_shared_specific_name_joins_and_one_topic_with_other_names_does_not(story_settings, sessions):
+    """Four items on Meridian and Atlas-5: two on the distillation charge (Beiming, Kun-2), two on
+    the price cut (Atlas-Open, 65%). The names they share with the other event are the topic's."""
+    ids = _siblings(sessions)
+    embed(story_settings, sessions)
+    cluster_pending(story_settings, sessions)
+    story = _story_of(sessions)
+    assert story[ids["distil"]] == story[ids["distil_2"]]
+    assert story[ids["prices"]] == story[ids["prices_2"]]
+    assert story[ids["distil"]] != story[ids["prices"]]
+    # the cosine alone, averaged (the old rule at 0.35), merges the two events: this test tells them apart
+    with sessions() as session, session.begin():
+        session.query(Story).delete()
+    cluster_pending(story_settings.model_copy(update={"story_threshold": 1 / (1 + math.exp(-0.35))}), sessions,
+                    link=OLD_RULE)
+    story = _story_of(sessions)
+    assert story[ids["distil"]] == story[ids["prices"]]
+
+
+def test_the_stored_link_is_the_pair_models_probability(story_settings, sessions):
+    """The clusterer scores members in bulk; its figure equals the pair features' (what the fit used)."""
+    ids = _siblings(sessions)
+    embed(story_settings, sessions)
+    cluster_pending(story_settings, sessions)
+    with sessions() as session:
+        items = list(session.scalars(select(Item)))
+        clusterer = Clusterer(story_settings, IndexStore(story_settings.index_dir).load())
+        signatures = clusterer.prepare(session, items)  # the same items, so the same rarity as the run's
+        joined = session.scalars(select(StoryItem).where(StoryItem.item_id == ids["distil_2"])).one()
+    expected = FITTED_LINK.probability(pair_features(signatures[ids["distil_2"]], signatures[ids["distil"]],
+                                                     clusterer.rarity))
+    assert joined.similarity == pytest.approx(float(expected), abs=1e-6)
+    assert joined.similarity >= story_settings.story_threshold
+
+
+def _signature(item_id, names="", words="", title="", published=None, source_id=1, post=False, vector=None):
+    return Signature(item_id, np.asarray(vector if vector is not None else [1.0, 0.0], dtype=np.float32),
+                     frozenset(names.split()), frozenset(words.split()), frozenset(title.split()), published,
+                     source_id, post)
+
+
+def test_a_rare_shared_name_weighs_more_than_a_common_one():
+    rarity = Rarity()
+    common = [_signature(n, names="meridian china") for n in range(10)]
+    for s in common + [_signature(10, names="beiming meridian"), _signature(11, names="beiming atlas-open")]:
+        rarity.add(s)
+    beiming = rarity.names.overlap(frozenset({"beiming", "kun-2"}), frozenset({"beiming", "atlas-open"}))
+    meridian = rarity.names.overlap(frozenset({"meridian", "kun-2"}), frozenset({"meridian", "atlas-open"}))
+    assert beiming > 2 * meridian > 0
+    assert rarity.names.overlap(frozenset({"beiming"}), frozenset({"beiming", "meridian", "china"})) == 1.0
+
+
+def test_time_and_threads_in_the_pair_features():
+    rarity = Rarity()
+    a = _signature(1, published=0.0, source_id=7, post=True)
+    near = pair_features(a, _signature(2, published=3600.0, source_id=7, post=True), rarity)
+    far = pair_features(a, _signature(3, published=100 * 3600.0, source_id=7, post=True), rarity)
+    undated = pair_features(a, _signature(4, source_id=7, post=True), rarity)
+    other_source = pair_features(a, _signature(5, published=3600.0, source_id=8, post=True), rarity)
+    f = {name: n for n, name in enumerate(FEATURES)}
+    assert near[f["hours"]] == pytest.approx(1 / 72) and far[f["hours"]] == 1.0 and undated[f["hours"]] == pytest.approx(1 / 3)
+    assert near[f["same_thread"]] == 1.0 and near[f["thread_close"]] == pytest.approx(math.exp(-1 / 12))
+    assert undated[f["same_thread"]] == 1.0 and undated[f["thread_close"]] == 0.0  # no times: no closeness bonus
+    assert other_source[f["same_source"]] == other_source[f["same_thread"]] == 0.0
+    assert FITTED_LINK.score(near) > FITTED_LINK.score(far)
+
+
+def test_names_are_the_words_of_capitalised_runs_and_model_names():
+    found = names_of("Meridian Labs accused Hangzhou-based Lumen AI. The CX-720C ships; Atlas-5's price fell.")
+    assert {"meridian", "labs", "hangzhou", "lumen", "ai", "cx-720c", "atlas-5"} <= found
+    assert "the" not in found and "accused" not in found
