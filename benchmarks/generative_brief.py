@@ -121,6 +121,9 @@ def main() -> None:
     print(f"stories: extractive {extractive.story_ids} / openai {generative.story_ids} "
           f"({'the same' if extractive.story_ids == generative.story_ids else 'DIFFERENT'}); cards by backend "
           f"{dict(backends)}")
+    for row in rows[:3]:
+        print(f"  {row.purpose} {row.outcome}: prompt {row.prompt_tokens}, reply {row.completion_tokens} tokens, "
+              f"{row.seconds:.1f} s{', ' + row.error[:300] if row.error else ''}")
     print("quality counts (openai brief):", {k: v for k, v in count_brief(generative).as_dict().items()
                                               if k != "examples"})
 

@@ -274,8 +274,7 @@ def default_out_dir(settings: Settings, topic: str, day: str) -> Path:
     return settings.data_dir / "briefs" / topic / day
 
 
-def write_brief_files(settings: Settings, sessions: sessionmaker[Session] | None, brief: DailyBrief,
-                      out_dir: Path | None = None) -> BriefFiles:
+def write_brief_files(settings: Settings, brief: DailyBrief, out_dir: Path | None = None) -> BriefFiles:
     """brief.html, brief.txt, brief.json and brief.eml (the message as sent, to the preview address)."""
     out = out_dir or default_out_dir(settings, brief.topic, brief.day)
     out.mkdir(parents=True, exist_ok=True)

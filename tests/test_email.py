@@ -163,7 +163,7 @@ def test_smtp_auth_uses_the_configured_credentials(tmp_path, sqlite_url):
 
 def test_files_written_for_the_day(tmp_path, sqlite_url):
     settings = mail_settings(tmp_path, sqlite_url, 25)
-    files = write_brief_files(settings, None, sample_brief(DAY))
+    files = write_brief_files(settings, sample_brief(DAY))
     assert files.html.parent == settings.data_dir / "briefs" / "ai-geopolitics" / DAY
     import email
     import email.policy

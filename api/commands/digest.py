@@ -45,7 +45,7 @@ def digest(
     except BriefAlreadySent as exc:
         app.err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    files = write_brief_files(settings, sessions, brief, out)
+    files = write_brief_files(settings, brief, out)
     print_files(app.out, files)
     print_top_insights(app.out, brief)
     if send:
@@ -72,19 +72,17 @@ def print_files(out, files) -> None:
 
 
 def print_top_insights(out, brief) -> None:
-    """Title, one line of summary and publisher for each of the top five cards."""
-    from digest.render import TOP_CARDS, clean_text, select_cards
+    """Title, publisher and the card's one line (as in "Today in five lines") for each of the top five."""
+    from digest.render import TOP_CARDS, clean_text, one_line, select_cards
 
     cards = select_cards(brief, None, TOP_CARDS)
     out.print(f"\n[bold]Top {len(cards)} insights[/] — {brief.topic_title}, {brief.day}")
     if not cards:
         out.print("  (no story reached today's brief)")
     for n, card in enumerate(cards, 1):
-        summary = clean_text(card.summary[0].text) if card.summary else ""
-        line = summary if len(summary) <= 150 else summary[:150].rsplit(" ", 1)[0] + " …"
         publisher = clean_text(card.sources[0].publisher) if card.sources else ""
         out.print(f"  {n}. [bold]{clean_text(card.title)}[/]" + (f" — {publisher}" if publisher else ""))
-        if line:
+        if line := one_line(card):
             out.print(f"     {line}", highlight=False)
     if brief.unverified:
         out.print(f"  ({len(brief.unverified)} unverified claims, labelled in the brief)")

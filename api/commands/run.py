@@ -109,7 +109,7 @@ def _brief_and_show(ctx: typer.Context, sessions, encoder) -> None:
     today = datetime.now(load_topic(settings, BRIEF_TOPIC).zone).date()
     with app.err.status(f"building today's {BRIEF_TOPIC} brief…"):
         _, brief = build_daily_brief(settings, sessions, BRIEF_TOPIC, today, encoder=encoder)
-        files = write_brief_files(settings, sessions, brief)
+        files = write_brief_files(settings, brief)
     app.out.print(f"\n[bold]Brief[/]: {files.html.resolve()}")
     print_top_insights(app.out, brief)
     app.out.print(f"\n[bold]Email[/] ready to send: {files.eml.resolve()}  (beside it: {files.text.name}, {files.json.name})")

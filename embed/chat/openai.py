@@ -144,10 +144,17 @@ class OpenAIChat:
 
     def _post(self, body: dict) -> httpx.Response:
         with self._slots:
-            try:
-                return self._client.post("/chat/completions", json=body)
-            except httpx.HTTPError as exc:
-                raise ChatError(f"{type(exc).__name__} talking to {self.base_url}: {exc}") from exc
+            for attempt in (1, 2):
+                try:
+                    return self._client.post("/chat/completions", json=body)
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                    # A keep-alive connection the server had closed (llama-cpp-python's does after
+                    # a 500): once more on a fresh one. A chat completion has no side effects.
+                    if attempt == 2:
+                        raise ChatError(f"{type(exc).__name__} talking to {self.base_url}: {exc}") from exc
+                except httpx.HTTPError as exc:
+                    raise ChatError(f"{type(exc).__name__} talking to {self.base_url}: {exc}") from exc
+        raise AssertionError("unreachable")
 
 
 def estimate_tokens(text: str) -> int:
