@@ -121,7 +121,8 @@ def card_blocks(number: int, card: InsightCard) -> list[dict]:
     if card.summary:
         text += "\n" + sentences(card.summary)
     if card.key_takeaway:
-        text += f"\n*Key takeaway* (for {escape(card.persona)}): {sentences(card.key_takeaway)}"
+        label = f" (for {escape(card.persona)})" if card.persona else ""
+        text += f"\n*Key takeaway*{label}: {sentences(card.key_takeaway)}"
     blocks = [section(text)]
     publishers = [escape(card.attribution)] if card.attribution else []
     publishers += [source_line(ref) for ref in card.sources[: MAX_CONTEXT_ELEMENTS - len(publishers)]]
@@ -142,9 +143,13 @@ def podcast_blocks(insight: PodcastInsight) -> list[dict]:
 
 
 def brief_blocks(brief: DailyBrief) -> list[dict]:
+    """A channel reads the general reader's cards: one per story, no persona's version."""
+    from digest.render import select_cards
+
+    cards = select_cards(brief, None, limit=len(brief.cards))
     blocks = [header(f"{brief.topic_title or brief.topic} · {brief.day}"),
-              context(f"Top {len(brief.cards)} insights · generated {escape(brief.generated_at[:16])} · briefcast")]
-    for number, card in enumerate(brief.cards, start=1):
+              context(f"Top {len(cards)} insights · generated {escape(brief.generated_at[:16])} · briefcast")]
+    for number, card in enumerate(cards, start=1):
         blocks += [divider(), *card_blocks(number, card)]
     if brief.podcasts and brief.podcasts.insights:
         blocks += [divider(), section("*From the podcasts*")]
@@ -158,5 +163,8 @@ def brief_blocks(brief: DailyBrief) -> list[dict]:
 
 def brief_text(brief: DailyBrief) -> str:
     """The plain fallback Slack shows in notifications and reads to screen readers."""
-    titles = "; ".join(f"{n}. {c.title}" for n, c in enumerate(brief.cards, start=1))
+    from digest.render import select_cards
+
+    cards = select_cards(brief, None, limit=len(brief.cards))
+    titles = "; ".join(f"{n}. {c.title}" for n, c in enumerate(cards, start=1))
     return clip(escape(f"{brief.topic_title or brief.topic} brief for {brief.day}: {titles}"), MAX_FALLBACK_TEXT)

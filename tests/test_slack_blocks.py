@@ -77,3 +77,17 @@ def test_answers_show_title_link_publisher_date_and_the_episode_timestamp():
     excerpt = next(b for b in blocks if b["type"] == "section" and "at 1:02:05" in b["text"]["text"])["text"]["text"]
     assert len(excerpt.split("\n>", 1)[1]) <= bk.EXCERPT_CHARS
     assert "Nothing in the index matches" in all_text(bk.answer_blocks("zzz", []))
+
+
+def test_a_channel_reads_each_story_once_in_the_general_readers_version():
+    import dataclasses
+
+    brief = make_brief(cards=3)
+    general = brief.cards[0]
+    brief.cards = [dataclasses.replace(general, persona=""),
+                   dataclasses.replace(general, persona="Policy Maker",
+                                       key_takeaway=[Sentence("Lawmakers will hold hearings on the rule.", [9])]),
+                   *[dataclasses.replace(c, persona="") for c in brief.cards[1:]]]
+    text = all_text(sb.brief_blocks(brief))
+    assert text.count("Key takeaway") == 3 and "Lawmakers will hold hearings" not in text and "(for " not in text
+    assert sb.brief_text(brief).count(general.title) == 1
