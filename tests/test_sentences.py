@@ -81,12 +81,18 @@ def test_what_leans_on_its_predecessor_is_marked_or_refused():
     assert verdicts("Meridian said it would appeal the ruling in a federal court.")[0].fit  # its antecedent is there
 
 
+def test_a_subordinate_clause_before_its_main_clause_is_whole():
+    assert verdicts("As Western companies pivot towards closed models, the focus on openness from China is "
+                    "filling a void in the market.")[0].fit
+
+
 def test_expletive_it_needs_no_antecedent():
     assert verdicts("It is hard to enforce a contract across borders, lawyers say.")[0].fit
 
 
 @pytest.mark.parametrize("text, reason", [
     ("Lumen-3 hands-on: the weights, the licence and the quirks.", "fragment"),
+    ("Whether any other US lab follows Meridian in closing off fine-tuning.", "fragment"),  # a clause left alone
     ("What does the rule mean for chips sold to Chinese cloud providers?", "question"),
     ("We benchmarked Ferrite on a single node with eight accelerators.", "first-person"),
     ("FILE - Carlos Watson participates in a panel during the press tour, July 29, 2016.", "caption"),

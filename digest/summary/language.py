@@ -77,8 +77,10 @@ class Parse:
         """A main clause: a verb at the root, and not a subordinate one left on its own ("Whether any
         other lab follows Meridian.")."""
         children = self.children(root)
-        if any(self.tokens[c].dep == "mark" and c < root for c in children):
-            return False
+        marks = [c for c in children if self.tokens[c].dep == "mark" and c < root]
+        if marks and not any(self.tokens[n].text == "," for n in range(marks[0], root)) and not any(
+                t.dep in ("nsubj", "nsubjpass") and t.head != root for t in self.tokens):
+            return False  # a subordinate clause alone: no comma before a main clause, no other subject
         if self.tokens[root].pos in VERB_POS:
             return True
         return any(self.tokens[c].dep in ("aux", "auxpass", "cop") for c in children)
