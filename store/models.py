@@ -82,8 +82,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+NEVER_REUSED = {"sqlite_autoincrement": True}  # SQLite reuses a deleted last rowid otherwise (0010)
+
+
 class Source(Base):
     __tablename__ = "sources"
+    __table_args__ = (NEVER_REUSED,)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(SafeString(2048), unique=True)
@@ -129,6 +133,7 @@ class Item(Base):
         UniqueConstraint("source_id", "stable_key", name="uq_items_source_stable_key"),
         Index("ix_items_source_canonical_url", "source_id", "canonical_url"),
         Index("ix_items_published", "published"),
+        NEVER_REUSED,  # the owner map holds item ids
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -183,7 +188,7 @@ class Passage(Base):
     """A window of an item's text: what is embedded, searched and cited. Its id is its FAISS id."""
 
     __tablename__ = "passages"
-    __table_args__ = (UniqueConstraint("item_id", "position", name="uq_passages_item_position"),)
+    __table_args__ = (UniqueConstraint("item_id", "position", name="uq_passages_item_position"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
