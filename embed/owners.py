@@ -7,11 +7,15 @@ the file). Here they are one array indexed by passage id: 4 bytes a passage (4 M
 The array is an accelerator, never the authority:
 - Ids above the highest one loaded are read from the database when a search first meets them
   (all of them, the first time: ~1.4 s at 1M, while that worker also loads FAISS).
-- An id inside the range with no entry (not yet seen, or deleted) is asked of the database, and a
-  deleted one is remembered as gone.
+- An id inside the range with no entry (not yet seen, or deleted) is asked of the database each
+  time a search meets it. "Gone" is never remembered: an absent id is cheap to ask again (only a
+  deleted passage the index still holds, until the next embed, is asked repeatedly), while a
+  remembered "gone" hid whatever later came with that id until the process restarted.
+- An entry, once filled, holds: a passage never changes item, and its id is never given to
+  another (AUTOINCREMENT on SQLite since migration 0010, sequences on PostgreSQL).
 - search() compares the items of the hits it returns with the database's rows and, if one
-  differs (SQLite can reuse the id of a deleted last row), regroups that query from the database
-  and corrects the entries it read (`correct`).
+  differs (a passage deleted since), regroups that query from the database and corrects the
+  entries it read (`correct`): an absent one goes back to unknown.
 While one thread loads, the others group from the database rather than wait.
 """
 
@@ -25,7 +29,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from store.models import Passage
 
-UNKNOWN, GONE = 0, -1  # item ids start at 1
+UNKNOWN = 0  # item ids start at 1; an absent passage is left UNKNOWN, never marked gone
 _PASSAGES = Passage.__table__
 _ABOVE = select(_PASSAGES.c.id, _PASSAGES.c.item_id).where(_PASSAGES.c.id > bindparam("above"))
 _OWNERS = select(_PASSAGES.c.id, _PASSAGES.c.item_id).where(_PASSAGES.c.id.in_(bindparam("ids", expanding=True)))
@@ -58,16 +62,16 @@ class PassageOwners:
         unknown = wanted[found == UNKNOWN]
         if len(unknown):
             answered = owners_from_database(conn, unknown.tolist())
-            items[unknown] = [answered.get(int(pid), GONE) for pid in unknown]
+            items[unknown] = [answered.get(int(pid), UNKNOWN) for pid in unknown]
             found = items[wanted]
-        return {int(p): int(i) for p, i in zip(wanted, found) if i > 0}
+        return {int(p): int(i) for p, i in zip(wanted, found) if i != UNKNOWN}
 
     def correct(self, owners: dict[int, int], asked: Iterable[int]) -> None:
-        """Entries for `asked` set to what the database answered (`owners`); absent ones are gone."""
+        """Entries for `asked` set to what the database answered (`owners`); absent ones to unknown."""
         items = self._items
         for pid in asked:
             if 0 < pid < len(items):
-                items[pid] = owners.get(pid, GONE)
+                items[pid] = owners.get(pid, UNKNOWN)
 
     def _read_above(self, conn: Connection, needed: int) -> bool:
         if not self._loading.acquire(blocking=False):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from embed.owners import GONE, PassageOwners, owners_from_database
+from embed.owners import UNKNOWN, PassageOwners, owners_from_database
 from embed.search import search
 from store.models import Item, Passage
 from tests.test_search import DOCS, world  # noqa: F401  (the fixture)
@@ -23,9 +23,9 @@ def test_the_map_answers_like_the_database_and_reads_new_ids_on_demand(world, se
     ids = sorted(truth)
     with sessions() as session:
         assert owners.lookup(session.connection(), ids[:2]) == {p: truth[p] for p in ids[:2]}  # loads them all
-        never = max(ids) + 50  # in no table: asked once, then remembered as gone
+        never = max(ids) + 50  # in no table: asked, and not remembered (tests/test_index_ids.py)
         assert owners.lookup(session.connection(), ids + [never]) == truth
-    assert owners._items[never] == GONE
+    assert owners._items[never] == UNKNOWN
 
 
 def test_a_deleted_item_still_in_the_index_leaves_the_results_and_the_map(world, sessions):  # noqa: F811
@@ -38,7 +38,8 @@ def test_a_deleted_item_still_in_the_index_leaves_the_results_and_the_map(world,
     after = search(ctx, query, k=10)
     assert robot.item_id not in {h.item_id for h in after}
     assert [h.item_id for h in after] == [h.item_id for h in before if h.item_id != robot.item_id]
-    assert ctx.owners._items[robot.passage_id] == GONE  # learnt from the regrouping, not asked again
+    assert ctx.owners._items[robot.passage_id] == UNKNOWN  # corrected by the regrouping; asked again, never 'gone'
+    assert search(ctx, query, k=10) == after
 
 
 def test_a_thread_meeting_a_load_in_progress_is_told_to_ask_the_database(world, sessions):  # noqa: F811
