@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import delete, func, insert, select
 
 from embed.owners import UNKNOWN, PassageOwners, owners_from_database
@@ -92,3 +93,53 @@ def test_the_owner_map_never_remembers_an_id_as_gone(world, sessions):  # noqa: 
         session.execute(insert(Passage.__table__).values(dict(row)))  # the same id, back
     with sessions() as session:
         assert owners.lookup(session.connection(), ids)[ids[-1]] == item
+
+
+# --- migration 0010 on a populated SQLite database ---------------------------------------------
+
+_ITEM_COLUMNS = "source_id, stable_key, content_hash, entry_hash, kind, title, text, truncated, text_source, created_at, updated_at"
+
+
+def _populate(conn) -> None:
+    from sqlalchemy import text
+
+    conn.execute(text("INSERT INTO sources (id, url, kind, consecutive_failures, active, created_at) "
+                      "VALUES (1, 'https://a.example/feed', 'feed', 0, 1, '2026-01-01')"))
+    for n in (1, 2, 3):
+        conn.execute(text(f"INSERT INTO items (id, {_ITEM_COLUMNS}) VALUES "
+                          f"({n}, 1, 'k{n}', 'h', 'e', 'episode', 't', 'x', 0, 'feed', '2026-01-01', '2026-01-01')"))
+        conn.execute(text(f"INSERT INTO passages (id, item_id, position, text, content_hash) VALUES ({n}, {n}, 0, 'p', 'h')"))
+        conn.execute(text(f"INSERT INTO transcript_segments (item_id, position, text) VALUES ({n}, 0, 's')"))
+
+
+@pytest.mark.parametrize("start", ["0009_model_call_text", "0007_source_weight"])
+def test_migration_0010_rebuilds_the_tables_and_loses_no_row(tmp_path, start):
+    """Rebuilding `items` drops the old table: with foreign keys enforced that would cascade into
+    passages and segments. From 0007 the earlier migrations' writes are pending when 0010 runs."""
+    from sqlalchemy import text
+
+    from store.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, start)
+    with engine.begin() as conn:
+        _populate(conn)
+    migrate(engine, "0010_never_reused_ids")
+    with engine.connect() as conn:
+        counts = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                  for t in ("sources", "items", "passages", "transcript_segments")]
+        assert counts == [1, 3, 3, 3]
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+        for table in ("sources", "items", "passages"):
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table}).scalar()
+            assert "AUTOINCREMENT" in sql, table
+        indexes = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'"))}
+        assert {"ix_items_published", "ix_passages_item_id", "ix_passages_embedded_model"} <= indexes
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM items WHERE id = 3"))  # the cascade still works
+        assert conn.execute(text("SELECT count(*) FROM passages")).scalar() == 2
+        conn.execute(text(f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES "
+                          "(1, 'k4', 'h', 'e', 'article', 't', 'x', 0, 'feed', '2026-01-01', '2026-01-01')"))
+        assert conn.execute(text("SELECT max(id) FROM items")).scalar() == 4
+    engine.dispose()
