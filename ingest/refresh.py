@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.content import RobotsCache, fill_full_text, needs_full_text
@@ -24,6 +25,7 @@ from store.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_PAGES_PER_SOURCE = 50  # full-text fetches per source per run: polite to one publisher
+STORE_TRIES = 3  # writes of one source's rows when another writer keeps storing the same items first
 
 
 @dataclass
@@ -136,7 +138,7 @@ class Refresher:
             await self._store(snap, parsed, attempt, outcome, retry_after)
         except Exception as exc:  # the database refused this source's rows: record it, go on
             log.exception("storing %s failed", snap.url)
-            outcome.status, outcome.error = "failed", f"storing failed: {type(exc).__name__}: {exc}"[:1000]
+            outcome.status, outcome.error = "failed", f"storing failed: {_database_reason(exc)}"
             outcome.new_items = outcome.updated_items = 0
             failed = FetchAttempt(status="failed", http_status=attempt.http_status, error=outcome.error,
                                   duration_ms=attempt.duration_ms, bytes_read=attempt.bytes_read)
@@ -235,8 +237,20 @@ class Refresher:
         return f"no usable transcript for {entry.title!r}: {'; '.join(problems)}" if problems else None
 
     async def _store(self, snap, parsed: tuple[ParsedFeed, dict[int, str]] | None, attempt, outcome, retry_after) -> None:
+        """Write one source's outcome in one transaction. Another process (a second `fetch --all`,
+        a worker) may store the same new items between our read of what is stored and our insert:
+        the database refuses the duplicate, and the write is done again, now finding those items
+        already stored (unchanged, or updated if the two saw different versions)."""
         async with self._write_lock:
-            await asyncio.to_thread(self._write, snap, parsed, attempt, outcome, retry_after)
+            for tries in range(1, STORE_TRIES + 1):
+                try:
+                    await asyncio.to_thread(self._write, snap, parsed, attempt, outcome, retry_after)
+                    return
+                except IntegrityError as exc:
+                    if tries == STORE_TRIES:
+                        raise
+                    log.info("%s: another writer stored some of its items first (%s); writing again",
+                             snap.url, _database_reason(exc))
 
     def _write(self, snap, parsed, attempt, outcome, retry_after) -> None:
         with self.sessions() as session, session.begin():
@@ -253,8 +267,23 @@ class Refresher:
                     source.url = outcome.discovered_url
                 source.site_url = parsed.site_url or source.site_url
                 source.language = parsed.language or source.language
-            repo.record_attempt(session, source, attempt, self.schedule, retry_after)
+            # A copy: a rolled-back try must not leave the attempt bound to a dead session.
+            repo.record_attempt(session, source, _copy_attempt(attempt), self.schedule, retry_after)
             outcome.title = outcome.title or source.title
+
+
+def _copy_attempt(attempt: FetchAttempt) -> FetchAttempt:
+    columns = set(FetchAttempt.__table__.columns.keys()) - {"id", "source_id"}
+    # Only what was set: an unset column keeps its default (started_at, bytes_read) on insert.
+    return FetchAttempt(**{name: value for name, value in vars(attempt).items() if name in columns})
+
+
+def _database_reason(exc: Exception) -> str:
+    """What the database said, in one line: never the statement or its parameters (an item's text)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        said = str(exc.orig).strip().splitlines()
+        return f"{type(exc.orig).__name__}: {said[0] if said else ''}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def refresh(settings: Settings, sessions: sessionmaker[Session], **kwargs) -> RefreshReport:
