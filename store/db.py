@@ -1,15 +1,23 @@
-"""Engine and sessions: SQLite (WAL) as the embedded default, PostgreSQL by URL; Alembic on start."""
+"""Engine and sessions: SQLite (WAL) as the embedded default, PostgreSQL by URL; Alembic on start, once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite migrations go without the file lock
+    fcntl = None
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_MMAP_BYTES = 1 << 30  # PRAGMA mmap_size: a 1M-passage database is ~0.6 GB
@@ -44,13 +52,72 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+class SchemaError(RuntimeError):
+    """The database's schema is one this code cannot use (a newer briefcast migrated it)."""
+
+
+# PostgreSQL advisory lock key for migrations: any 64-bit number no other code of ours takes.
+MIGRATION_LOCK_KEY = int.from_bytes(b"briefcst", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` with Alembic, on the given engine's database."""
+    """Bring the schema to `revision` with Alembic, on the given engine's database, once.
+
+    Every process opens the database on first use (the CLI, each API worker, each prefork worker
+    child), so many may find a fresh database at the same moment. A database already at head is
+    left alone without taking any lock; otherwise Alembic runs under a lock that only one process
+    holds at a time (PostgreSQL: an advisory lock held by the migrating transaction; SQLite: an
+    exclusive lock on a file beside the database), and whoever gets it next finds the work done.
+    """
+    script = _scripts()
+    if revision == "head" and _current_revision(engine, script) == script.get_current_head():
+        return
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        _refuse_unknown(MigrationContext.configure(conn).get_current_revision(), script, engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg)
+
+
+def _current_revision(engine: Engine, script: ScriptDirectory) -> str | None:
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    _refuse_unknown(current, script, engine)
+    return current
+
+
+def _refuse_unknown(current: str | None, script: ScriptDirectory, engine: Engine) -> None:
+    if current is not None and current not in {s.revision for s in script.walk_revisions()}:
+        raise SchemaError(
+            f"the database {engine.url.render_as_string(hide_password=True)} is at schema revision {current!r}, "
+            f"which this briefcast does not know (its newest is {script.get_current_head()!r}): a newer briefcast "
+            "migrated it. Run that version, or restore a backup taken before the upgrade."
+        )
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive flock on `<database>.migrate-lock` for SQLite files; nothing otherwise."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:") or fcntl is None:
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while another process migrates; freed on close
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -68,8 +135,6 @@ def open_database(url: str) -> sessionmaker[Session]:
 def scratch_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for a test or benchmark run, dropped afterwards."""
     import uuid
-
-    from sqlalchemy import text
 
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
