@@ -18,12 +18,39 @@ CORPUS = Path(os.environ.get("BRIEFCAST_CORPUS", ROOT.parent / "shared" / "corpu
 PG_ADMIN_URL = os.environ.get("BRIEFCAST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+# CI sets this (.ci/run): a test skipped for want of ../shared (the corpus, the seeds) is then a
+# failure, so a gate CI should run cannot pass by not running. A newcomer's `make test` without
+# ../shared still skips, saying why.
+REQUIRE_CORPUS = "BRIEFCAST_REQUIRE_CORPUS"
+_NEEDS_SHARED = pytest.StashKey[bool]()
+# Such a skip names what is missing: the corpus (the `corpus` fixture, BRIEFCAST_CORPUS) or a path
+# under ../shared/ (the seeds).
+_SHARED_MISSING = re.compile(r"corpus|[/\\]shared[/\\]", re.IGNORECASE)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Read here, before the autouse fixture below clears BRIEFCAST_* for each test.
+    config.stash[_NEEDS_SHARED] = os.environ.get(REQUIRE_CORPUS, "").strip() not in ("", "0")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and item.config.stash[_NEEDS_SHARED]) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if _SHARED_MISSING.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_CORPUS}=1 (CI): this gate needs ../shared and was skipped: {reason}"
+
+
 @pytest.fixture(autouse=True)
 def _no_user_config(monkeypatch, tmp_path):
     # Tests must not pick up a developer's briefcast.toml or BRIEFCAST_* variables.
     monkeypatch.setenv("BRIEFCAST_CONFIG", str(tmp_path / "absent.toml"))
     for key in list(os.environ):
-        if key.startswith("BRIEFCAST_") and key not in ("BRIEFCAST_CONFIG", "BRIEFCAST_CORPUS", "BRIEFCAST_TEST_PG"):
+        if key.startswith("BRIEFCAST_") and key not in ("BRIEFCAST_CONFIG", "BRIEFCAST_CORPUS", "BRIEFCAST_TEST_PG", REQUIRE_CORPUS):
             monkeypatch.delenv(key)
 
 
