@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -38,12 +39,18 @@ def extract_article(html: bytes | str, url: str | None = None) -> Extracted | No
     if not doc or not (doc.get("text") or "").strip():
         return None
     return Extracted(
-        text=doc["text"].strip(),
-        title=doc.get("title") or None,
-        author=doc.get("author") or None,
+        text=_nfc(doc["text"]).strip(),
+        title=_nfc(doc.get("title")) or None,
+        author=_nfc(doc.get("author")) or None,
         published=parse_date(doc.get("date")),
         language=(doc.get("language") or None),
     )
+
+
+def _nfc(text: str | None) -> str | None:
+    """Composed Unicode, as trafilatura's own `extract` returns (its `bare_extraction` does not): a
+    decomposed page ("e" + U+0301) then matches a query, the keyword index and a hash typed as "é"."""
+    return unicodedata.normalize("NFC", text) if text else text
 
 
 def needs_full_text(entry: Entry, min_words: int) -> bool:
