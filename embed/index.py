@@ -11,6 +11,9 @@ On disk, in the index directory:
 A writer (one at a time, under a file lock) writes a new FAISS file and a new keyword directory,
 fsyncs both, then atomically replaces `current.json`: that rename is the one commit point for
 both. A writer killed at any moment leaves the previous version live, complete and consistent.
+A rebuild (`writer(fresh=True)`: a new model, `briefcast reindex`) starts from an empty index
+beside the live version, which stays live and searchable until the rebuilt one is committed.
+A writer session that changed nothing writes nothing: the version, and every byte, stay.
 Readers compare `current.json` with what they hold and reload both halves when it changed.
 """
 
@@ -179,9 +182,9 @@ class PassageIndex:
     replaced whole (a Flat index grown into IVF) since it holds the same ids.
     """
 
-    def __init__(self, vectors: VectorIndex, keywords: KeywordWriter) -> None:
+    def __init__(self, vectors: VectorIndex, keywords: KeywordWriter, changed: bool = False) -> None:
         self._vectors, self.keywords = vectors, keywords
-        self._vectors_changed = False
+        self._vectors_changed = changed
 
     @property
     def vectors(self) -> VectorIndex:
@@ -263,25 +266,23 @@ class IndexStore:
         path = self.keyword_dir(meta or self.meta())
         return KeywordSearcher(path) if path is not None else None
 
-    def reset(self) -> None:
-        """Forget the live index (a new model): the next writer starts empty."""
-        with self._lock.acquire(timeout=600):
-            (self.dir / POINTER).unlink(missing_ok=True)
-            self._collect_garbage(keep=set())
-
     @contextmanager
-    def writer(self, model_id: str, dim: int, timeout: float = 600) -> Iterator[PassageIndex]:
-        """Yields the live version (or an empty one for this model) and commits it on success.
+    def writer(self, model_id: str, dim: int, timeout: float = 600, fresh: bool = False) -> Iterator[PassageIndex]:
+        """Yields the live version (or an empty one for this model) and commits it on success,
+        if anything changed.
 
+        fresh: yields an empty index for this model whatever the live one holds (a rebuild); the
+        live version stays live until this one is committed, which success always does.
         Only one writer holds the lock; an exception inside discards every change, in both halves.
         """
         with self._lock.acquire(timeout=timeout):
             self._last = self.meta()
-            current = self.load(self._last)
+            current = None if fresh else self.load(self._last)
             if current is not None and current.model_id != model_id:
                 raise IndexMismatchError(f"index was built with {current.model_id}, not {model_id}: run `briefcast reindex`")
-            keywords = KeywordWriter(self.dir / KEYWORD_WORK, self.keyword_dir(self._last))
-            live = PassageIndex(current or VectorIndex.empty(model_id, dim), keywords)
+            keywords = KeywordWriter(self.dir / KEYWORD_WORK, None if fresh else self.keyword_dir(self._last))
+            # A fresh index is a change in itself, empty or not: it replaces whatever is live.
+            live = PassageIndex(current or VectorIndex.empty(model_id, dim), keywords, changed=fresh)
             try:
                 yield live
                 if live.changed or self._last is None:

@@ -4,6 +4,11 @@ Idempotent and restartable. Passages whose text did not change keep their id and
 only new or changed passages are embedded. Both halves of the index change together and are
 committed before the database marks passages as embedded, so a crash between the two costs a
 re-embed, never a missing vector or keyword entry.
+
+Nothing to do, nothing written: with no passage waiting and the index holding exactly the
+embedded passages, `embed` (the beat runs it every minute) neither opens nor commits the index.
+A rebuild (`reindex`, a new encoder) embeds every passage into a new version beside the live
+one and switches to it only when it is complete; until then search answers from the old one.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from embed.encoder import Encoder
-from embed.index import IndexStore, PassageIndex, choose_kind
+from embed.index import IndexMeta, IndexStore, PassageIndex, choose_kind
 from embed.passages import split_item
 from store.entry import Segment
 from store.models import Item, Passage
@@ -78,27 +83,29 @@ def _resplit(session: Session, item: Item, report: EmbedReport) -> None:
     item.passages_hash = item.content_hash
 
 
-def _pending_batches(sessions, model_id: str, batch: int) -> Iterator[list[tuple[int, str]]]:
+def _not_embedded_with(model_id: str):
+    return (Passage.embedded_model.is_(None)) | (Passage.embedded_model != model_id)
+
+
+def _pending_batches(sessions, model_id: str | None, batch: int) -> Iterator[list[tuple[int, str]]]:
+    """(id, text) of the passages not embedded with `model_id`, in id order; None: every passage."""
     last_id = 0
     while True:
+        query = select(Passage.id, Passage.text).where(Passage.id > last_id).order_by(Passage.id).limit(batch)
         with sessions() as session:
-            rows = session.execute(
-                select(Passage.id, Passage.text)
-                .where((Passage.embedded_model.is_(None)) | (Passage.embedded_model != model_id), Passage.id > last_id)
-                .order_by(Passage.id).limit(batch)
-            ).all()
+            rows = session.execute(query if model_id is None else query.where(_not_embedded_with(model_id))).all()
         if not rows:
             return
         last_id = rows[-1][0]
         yield [(r[0], r[1]) for r in rows]
 
 
-def _count_pending(sessions, model_id: str) -> int:
-    from sqlalchemy import func
-
+def _counts(sessions, model_id: str) -> tuple[int, int]:
+    """(passages, of which embedded with `model_id`)."""
     with sessions() as session:
-        return session.scalar(select(func.count()).select_from(Passage).where(
-            (Passage.embedded_model.is_(None)) | (Passage.embedded_model != model_id)))
+        total, embedded = session.execute(select(
+            func.count(), func.count().filter(Passage.embedded_model == model_id)).select_from(Passage)).one()
+    return int(total), int(embedded or 0)
 
 
 def _live_ids(sessions) -> set[int]:
@@ -128,12 +135,37 @@ def embed_pending(
     report = EmbedReport()
     split_pending(sessions, report)
     meta = store.meta()
+    total, embedded = _counts(sessions, encoder.model_id)
+    if meta is None and embedded:
+        rebuild = True  # the index directory was lost: the marks in the database name vectors no index holds
     if rebuild or (meta is not None and meta.model_id != encoder.model_id):
         report.rebuilt = True
-        with sessions() as session, session.begin():
-            session.execute(update(Passage).values(embedded_model=None))  # every vector is made again
-        store.reset()
-    total = _count_pending(sessions, encoder.model_id)
+        _rebuild(sessions, encoder, store, report, total, batch=batch, index_kind=index_kind, nprobe=nprobe,
+                 progress=progress)
+    elif _up_to_date(meta, encoder.model_id, index_kind, total, embedded):
+        report.index_count, report.index_kind = meta.count, meta.kind
+    else:
+        _update(sessions, encoder, store, report, total - embedded, batch=batch, index_kind=index_kind,
+                nprobe=nprobe, progress=progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _up_to_date(meta: IndexMeta | None, model_id: str, index_kind: str, total: int, embedded: int) -> bool:
+    """True when a writer session would change nothing: every passage is embedded with this model
+    and the live version holds as many vectors as there are passages. Equal counts are equal sets:
+    a passage is marked only after a commit holds its vector, and a vector leaves the index only
+    for a passage that left the database (or in a rebuild, after which all are marked again); so
+    the marked passages are all in the index, and an index holding more (a deleted passage's
+    vector, not yet dropped) would count more."""
+    return (meta is not None and meta.model_id == model_id and meta.keywords is not None
+            and total == embedded == meta.count and choose_kind(meta.count, index_kind) == meta.kind)
+
+
+def _update(sessions, encoder: Encoder, store: IndexStore, report: EmbedReport, total: int, *, batch: int,
+            index_kind: str, nprobe: int, progress: Progress | None) -> None:
+    """Drop deleted passages from the live version and add the pending ones, committing every
+    COMMIT_EVERY passages; a session that changed nothing commits nothing."""
     with store.writer(encoder.model_id, encoder.dim) as live:
         if not live.keywords_in_sync():
             report.keywords_rebuilt = _rebuild_keywords(sessions, live)
@@ -152,12 +184,33 @@ def embed_pending(
                 _mark_embedded(sessions, uncommitted, encoder.model_id)
                 uncommitted = []
         _maybe_grow_into_ivf(live, index_kind, nprobe)
-        store.commit(live)
+        if live.changed:
+            store.commit(live)
         _mark_embedded(sessions, uncommitted, encoder.model_id)
         report.passages_embedded = done
         report.index_count, report.index_kind = live.count, live.vectors.kind
-    report.seconds = time.perf_counter() - started
-    return report
+
+
+def _rebuild(sessions, encoder: Encoder, store: IndexStore, report: EmbedReport, total: int, *, batch: int,
+             index_kind: str, nprobe: int, progress: Progress | None) -> None:
+    """Every passage embedded again, into a fresh index beside the live version. Nothing is
+    committed until all are in (a partial rebuild must never be what search reads), and the
+    database learns the new model only after the switch: a rebuild killed at any point leaves the
+    old version live and the database agreeing with it. The price: a killed rebuild starts over."""
+    embedded: list[int] = []
+    with store.writer(encoder.model_id, encoder.dim, fresh=True) as fresh:
+        for rows in _pending_batches(sessions, None, batch):
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            texts = [r[1] for r in rows]
+            fresh.add(ids, encoder.embed_batch(texts), texts)
+            embedded.extend(ids.tolist())
+            if progress:
+                progress(len(embedded), max(total, len(embedded)))
+        _maybe_grow_into_ivf(fresh, index_kind, nprobe)
+        store.commit(fresh)  # the switch
+        report.index_count, report.index_kind = fresh.count, fresh.vectors.kind
+    _mark_embedded(sessions, embedded, encoder.model_id)
+    report.passages_embedded = len(embedded)
 
 
 def _drop_deleted(live: PassageIndex, alive: set[int]) -> int:
