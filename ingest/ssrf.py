@@ -18,6 +18,9 @@ SETTING_HINT = "set BRIEFCAST_ALLOW_PRIVATE_ADDRESSES=1 to allow sources on loop
 
 # Ranges is_private/is_reserved do not cover but no public feed lives in.
 _EXTRA_BLOCKED = [ipaddress.ip_network(n) for n in ("100.64.0.0/10", "192.0.0.0/24", "198.18.0.0/15")]
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix: the last 32 bits are the IPv4
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local use: the IPv4's place is the operator's
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 
 
 class BlockedAddressError(Exception):
@@ -25,9 +28,23 @@ class BlockedAddressError(Exception):
 
 
 def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why this address is refused, or None when it is a public unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    """Why this address is refused, or None when it is a public unicast address.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64, 6to4, Teredo's server and
+    client, IPv4-compatible) is refused when the carried address would be: 2002:a9fe:a9fe:: is
+    169.254.169.254 behind a 6to4 relay. Mapped and NAT64 addresses are translations, judged by
+    the IPv4 alone (an IPv6-only host with DNS64 reaches every IPv4 feed through 64:ff9b::/96);
+    the others then meet the IPv6 rules as well (ipaddress calls Teredo private, ::/96 reserved).
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return "a local-use NAT64 address (64:ff9b:1::/48), which may translate to any IPv4 address"
+        for form, carried in _carried_ipv4(ip):
+            why = address_problem(carried)
+            if why:
+                return f"{why} ({carried}) inside {form} address"
+        if ip.ipv4_mapped or ip in _NAT64:
+            return None
     checks = (
         (ip.is_loopback, "a loopback address"),
         (ip.is_link_local, "a link-local (cloud metadata) address"),
@@ -38,6 +55,22 @@ def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | 
         (any(ip in net for net in _EXTRA_BLOCKED if net.version == ip.version), "a shared or benchmark range"),
     )
     return next((why for hit, why in checks if hit), None)
+
+
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    carried = []
+    if ip.ipv4_mapped:
+        carried.append(("an IPv4-mapped", ip.ipv4_mapped))
+    if ip in _NAT64:
+        carried.append(("a NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    if ip.sixtofour:
+        carried.append(("a 6to4", ip.sixtofour))
+    if ip.teredo:
+        server, client = ip.teredo
+        carried += [("a Teredo (server)", server), ("a Teredo (client)", client)]
+    if ip in _IPV4_COMPATIBLE and int(ip) >> 24:  # from ::1.0.0.0: below are ::, ::1 and their like
+        carried.append(("an IPv4-compatible", ipaddress.IPv4Address(int(ip))))
+    return carried
 
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
