@@ -35,7 +35,11 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC in and out, on SQLite (which stores naive) as on PostgreSQL."""
+    """Timezone-aware UTC in and out, on SQLite (which stores naive) as on PostgreSQL.
+
+    An instant outside datetime's range in UTC (0001-01-01T00:00+23:59 is the day before year 1)
+    is clipped to datetime.min or datetime.max, as a bound or a stored date: converting it raised
+    OverflowError inside SQLAlchemy, a 500 that quoted the statement."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -44,8 +48,11 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # only possible within a day of either end: near year 1 below, near 9999 above
+            return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
     def process_result_value(self, value, dialect):
         if value is None:
