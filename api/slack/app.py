@@ -6,14 +6,19 @@
   search may load the encoder) through the command's response_url / chat.postMessage in the thread.
 
 Request signatures are checked before bolt sees the request, for a clear 401 (bolt's own check
-then runs as well). The bolt app is synchronous, like search and the database: the FastAPI route
+then runs as well): the headers (present, well-formed, fresh) before the body is read, then the
+HMAC over the body's bytes. The bolt app is synchronous, like search and the database: the FastAPI route
 runs its dispatch in the thread pool so a slow listener never blocks the event loop.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 import time
+import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 STALE_SECONDS = 60 * 5  # Slack's own rule: older requests may be replays
 NOT_CONFIGURED = ("Slack is not configured: set BRIEFCAST_SLACK_BOT_TOKEN and BRIEFCAST_SLACK_SIGNING_SECRET "
                   "(and BRIEFCAST_SLACK_CHANNEL for the daily post)")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²', int() 4,300 digits at most
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
 def slack_configured(settings: Settings) -> bool:
@@ -33,28 +40,33 @@ def slack_configured(settings: Settings) -> bool:
                 and settings.slack_bot_token.get_secret_value() and settings.slack_signing_secret.get_secret_value())
 
 
-def signature_problem(secret: str, headers, body: bytes, now: float | None = None) -> str | None:
-    """Why a request is not from Slack, or None: v0 HMAC-SHA256 of `v0:timestamp:body`."""
-    from slack_sdk.signature import SignatureVerifier
-
+def header_problem(headers, now: float | None = None) -> str | None:
+    """Why the signature headers cannot be from Slack, or None. Checked before the body is read:
+    an unsigned request costs the server nothing but its headers."""
     timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
     if not timestamp or not signature:
         return "missing X-Slack-Request-Timestamp or X-Slack-Signature: requests must come from Slack"
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return "malformed X-Slack-Request-Timestamp: expected Unix time in seconds (ASCII digits)"
+    if not _SIGNATURE.fullmatch(signature):
+        return "malformed X-Slack-Signature: expected v0= and 64 lowercase hex digits"
     now = time.time() if now is None else now
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > STALE_SECONDS:
+    if abs(now - int(timestamp)) > STALE_SECONDS:
         return "stale request: X-Slack-Request-Timestamp is more than 5 minutes from now (a replay?)"
-    verifier = SignatureVerifier(secret, clock=_FixedClock(now))
-    if not verifier.is_valid(body, timestamp, signature):
-        return "X-Slack-Signature does not match the body (wrong signing secret?)"
     return None
 
 
-class _FixedClock:
-    def __init__(self, now: float) -> None:
-        self._now = now
-
-    def now(self) -> float:
-        return self._now
+def signature_problem(secret: str, headers, body: bytes, now: float | None = None) -> str | None:
+    """Why a request is not from Slack, or None: v0 HMAC-SHA256 of `v0:timestamp:body`, over the
+    body's bytes as sent (whatever their encoding)."""
+    problem = header_problem(headers, now)
+    if problem:
+        return problem
+    timestamp = headers["x-slack-request-timestamp"].encode()
+    expected = "v0=" + hmac.new(secret.encode(), b"v0:" + timestamp + b":" + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, headers["x-slack-signature"]):
+        return "X-Slack-Signature does not match the body (wrong signing secret?)"
+    return None
 
 
 def slack_router(settings: Settings, sessions: sessionmaker[Session], search_context) -> APIRouter:
@@ -65,7 +77,10 @@ def slack_router(settings: Settings, sessions: sessionmaker[Session], search_con
     async def slack_events(request: Request) -> Response:
         if bolt is None:
             return JSONResponse({"error": "slack_not_configured", "message": NOT_CONFIGURED}, status_code=503)
-        body = await request.body()
+        problem = header_problem(request.headers)
+        if problem:  # before the body is read: an unsigned request is not worth 64 KB
+            return JSONResponse({"error": "unauthorized", "message": problem}, status_code=401)
+        body = await request.body()  # api.limits stops it at 64 KB, chunked or not
         problem = signature_problem(settings.slack_signing_secret.get_secret_value(), request.headers, body)
         if problem:
             return JSONResponse({"error": "unauthorized", "message": problem}, status_code=401)
@@ -145,10 +160,9 @@ def _register_ask(app, sessions: sessionmaker[Session], search_context) -> None:
             return  # already answered in the acknowledgement
         try:
             reply = ask_reply(search_context, question)
-        except Exception as exc:
+        except Exception:
             release(sessions, context.get("claim_key"))
-            log.exception("/ask failed")
-            reply = message(f"Search failed: {type(exc).__name__}: {str(exc)[:300]}")
+            reply = message(_logged_failure("/ask"))
         respond(**reply, replace_original=False)
 
     def acknowledge_event(ack):
@@ -160,12 +174,19 @@ def _register_ask(app, sessions: sessionmaker[Session], search_context) -> None:
         problem = question_problem(question)
         try:
             reply = message(problem) if problem else ask_reply(search_context, question)
-        except Exception as exc:
+        except Exception:
             release(sessions, context.get("claim_key"))
-            log.exception("mention answer failed")
-            reply = message(f"Search failed: {type(exc).__name__}: {str(exc)[:300]}")
+            reply = message(_logged_failure("a mention"))
         reply.pop("response_type", None)
         say(**reply, thread_ts=thread)
 
     app.command("/ask")(ack=acknowledge_question, lazy=[answer_question])
     app.event("app_mention")(ack=acknowledge_event, lazy=[answer_mention])
+
+
+def _logged_failure(what: str) -> str:
+    """Called in an `except` block: the traceback goes to the log under a new request id, and the
+    channel reads only that id (an exception's text can carry SQL and its parameters)."""
+    request_id = uuid.uuid4().hex
+    log.exception("%s failed (request id %s)", what, request_id)
+    return f"Search failed (request id {request_id}); the server log has the details."
