@@ -137,15 +137,36 @@ class VectorIndex:
             return 0
         return int(self.index.remove_ids(ids))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.count == 0:
+    def search(self, queries: np.ndarray, k: int, within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest ids per query (-1 pads); `within`: only among these ids (a filter's).
+
+        Inside FAISS an id selector skips every other vector, so the answer is the filter's own
+        top k however many better vectors lie outside it. IVF probes lists in proportion to how
+        few vectors the filter keeps (nprobe x count / len(within), so about as many distances
+        are computed as unfiltered; a skipped vector costs only an id check), and four times as
+        many again while fewer than k turn up. Probing every list is exact, like a flat search.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.count == 0 or (within is not None and len(within) == 0):
             n = len(queries)
             return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int64)
+        faiss = _faiss()
         if self.threads:
             # The OpenMP thread count belongs to the calling thread: a server answers on many
             # threads, so it is set on each, not once at load (where it limited only the loader).
-            _faiss().omp_set_num_threads(self.threads)
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.count))
+            faiss.omp_set_num_threads(self.threads)
+        if within is None:
+            return self.index.search(queries, min(k, self.count))
+        k = min(k, self.count, len(within))
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(within, dtype=np.int64))  # held while FAISS reads it
+        if self.kind != "ivf":
+            return self.index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        nprobe = min(self.index.nlist, math.ceil(self.index.nprobe * self.count / len(within)))
+        while True:
+            found = self.index.search(queries, k, params=faiss.SearchParametersIVF(sel=selector, nprobe=nprobe))
+            if nprobe >= self.index.nlist or (found[1] >= 0).sum(axis=1).min() >= k:
+                return found
+            nprobe = min(self.index.nlist, nprobe * 4)
 
     def ids(self) -> list[int]:
         faiss = _faiss()

@@ -162,8 +162,12 @@ class KeywordSearcher:
     def count(self) -> int:
         return self.searcher.num_docs
 
-    def search(self, words: Iterable[str], limit: int) -> list[int]:
-        """Passage ids, best first. `count=False` lets tantivy skip what cannot reach the top."""
+    def search(self, words: Iterable[str], limit: int, within: Sequence[int] | None = None) -> list[int]:
+        """Passage ids, best first. `count=False` lets tantivy skip what cannot reach the top.
+
+        within: only among these ids (a filter's), a required clause that adds nothing to the
+        score, so the answer is the filter's own top `limit` wherever its passages rank overall.
+        """
         tv, schema, searcher = _tantivy(), _schema(), self.searcher
         docs, clauses = searcher.num_docs, []
         for term in query_terms(words):
@@ -171,9 +175,13 @@ class KeywordSearcher:
             if with_term:  # boosts keep block-max WAND: tantivy multiplies them into each term's scorer
                 clause = tv.Query.term_query(schema, TEXT, term, index_option="freq")
                 clauses.append((tv.Occur.Should, tv.Query.boost_query(clause, rsj_boost(docs, with_term))))
-        if not clauses or limit <= 0:
+        if not clauses or limit <= 0 or (within is not None and len(within) == 0):
             return []
-        hits = searcher.search(tv.Query.boolean_query(clauses), limit, count=False).hits
+        query = tv.Query.boolean_query(clauses)
+        if within is not None:
+            allowed = tv.Query.const_score_query(tv.Query.term_set_query(schema, ID, [int(i) for i in within]), 0.0)
+            query = tv.Query.boolean_query([(tv.Occur.Must, query), (tv.Occur.Must, allowed)])
+        hits = searcher.search(query, limit, count=False).hits
         if not hits:
             return []
         return [int(i) for i in self.searcher.fast_field_values(ID, [address for _, address in hits])]

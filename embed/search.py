@@ -1,6 +1,11 @@
 """Hybrid retrieval: FAISS vectors + BM25 keyword search (tantivy, embed/keyword.py), both from
 the same index version, fused with reciprocal rank fusion, filtered, and grouped so one item does
-not fill the page. The database supplies only filters and the rows of the final hits."""
+not fill the page. The database supplies only filters and the rows of the final hits.
+
+A filter returns its own best matches whatever the rest of the index holds: each ranking looks a
+few times deeper than it needs and, when that holds too few of the filter's passages (one source
+flooding the top), ranks again inside the filter's passage ids (a FAISS id selector, a tantivy
+id clause)."""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Select, bindparam, select
+import numpy as np
+from sqlalchemy import Connection, Select, bindparam, false, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
@@ -80,6 +86,9 @@ def keyword_terms(query: str) -> list[str]:
     return list(dict.fromkeys(kept or terms))[:32]
 
 
+_SOURCE_ID_MAX = 2**31 - 1  # sources.id is a 32-bit integer on PostgreSQL
+
+
 def _filtered(query: Select, filters: SearchFilters) -> Select:
     query = query.join(Item, Item.id == Passage.item_id).join(Source, Source.id == Item.source_id)
     if filters.since:
@@ -94,33 +103,78 @@ def _filtered(query: Select, filters: SearchFilters) -> Select:
     if filters.topic:
         query = query.where(Source.topic == filters.topic)
     if filters.source:
-        query = query.where(Source.id == int(filters.source) if filters.source.isdigit() else Source.url == filters.source)
+        query = query.where(_source_clause(filters.source))
     return query
 
 
-def _deepen(depth: int, filters: SearchFilters) -> int:
-    return depth * 5 if filters != SearchFilters() else depth  # filters drop hits: look further
+def _source_clause(source: str):
+    """A source id (ASCII digits: '²' is a digit to str.isdigit but no number) or its exact URL;
+    an id no row can have matches nothing rather than overflowing the database's integer."""
+    if source.isascii() and source.isdigit():
+        return Source.id == int(source) if int(source) <= _SOURCE_ID_MAX else false()
+    return Source.url == source
 
 
-def _apply_filters(conn: Connection, ranked: list[int], filters: SearchFilters, depth: int) -> list[int]:
-    if filters == SearchFilters() or not ranked:
-        return ranked[:depth]
-    allowed = set(conn.scalars(_filtered(select(Passage.id), filters).where(Passage.id.in_(ranked))))
-    return [i for i in ranked if i in allowed][:depth]
+OVERFETCH = 5  # a filtered ranking first looks this many times deeper than it needs, then inside the filter
+
+
+class Scope:
+    """What a filter admits, for one search: checks candidates against the database, and the
+    whole set of passage ids it admits, asked once and only if a ranking needs it."""
+
+    def __init__(self, conn: Connection, filters: SearchFilters) -> None:
+        self.conn, self.filters = conn, filters
+        self.active = filters != SearchFilters()
+        self._ids: np.ndarray | None = None
+
+    def keep(self, ranked: list[int]) -> list[int]:
+        """`ranked` without the ids the filter excludes, in order."""
+        if not self.active or not ranked:
+            return ranked
+        allowed = set(self.conn.scalars(_filtered(select(Passage.id), self.filters).where(Passage.id.in_(ranked))))
+        return [i for i in ranked if i in allowed]
+
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            rows = self.conn.scalars(_filtered(select(Passage.id), self.filters))
+            self._ids = np.fromiter(rows, dtype=np.int64)
+        return self._ids
+
+
+def _within(scope: Scope, depth: int, rank: Callable[[int, np.ndarray | None], list[int]],
+            exhausted: Callable[[list[int], int], bool]) -> list[int]:
+    """The filter's best `depth` ids. Cheap first: rank OVERFETCH x deeper and keep what the filter
+    admits; enough kept (or nothing left to rank) and those are its best. Otherwise its matches
+    lie below the cut (one source flooding the top): rank again inside the filter's ids."""
+    if not scope.active:
+        return rank(depth, None)
+    wanted = depth * OVERFETCH
+    ranked = rank(wanted, None)
+    kept = scope.keep(ranked)
+    if len(kept) >= depth or exhausted(ranked, wanted):
+        return kept[:depth]
+    return rank(depth, scope.ids())
 
 
 def vector_ranking(ctx: SearchContext, conn: Connection, snap: Snapshot, query: str, filters: SearchFilters,
-                   depth: int) -> list[int]:
+                   depth: int, scope: Scope | None = None) -> list[int]:
     index = snap.vectors
     if index is None or index.count == 0:
         return []
     if index.model_id != ctx.encoder.model_id:
         raise RuntimeError(f"index built with {index.model_id}, search uses {ctx.encoder.model_id}: run `briefcast reindex`")
-    _, ids = index.search(ctx.encoder.embed_batch([query]), _deepen(depth, filters))
-    return _apply_filters(conn, [int(i) for i in ids[0] if i >= 0], filters, depth)
+    embedded = ctx.encoder.embed_batch([query])
+
+    def rank(k: int, within: np.ndarray | None) -> list[int]:
+        _, ids = index.search(embedded, k, within=within)
+        return [int(i) for i in ids[0] if i >= 0] if len(ids) else []
+
+    # IVF may return fewer than asked with more left unprobed: only a count this small is all of it.
+    return _within(scope or Scope(conn, filters), depth, rank, lambda _ranked, wanted: index.count <= wanted)
 
 
-def keyword_ranking(conn: Connection, snap: Snapshot, query: str, filters: SearchFilters, depth: int) -> list[int]:
+def keyword_ranking(conn: Connection, snap: Snapshot, query: str, filters: SearchFilters, depth: int,
+                    scope: Scope | None = None) -> list[int]:
     """BM25 over the query's words, any of them (OR), top `depth` only.
 
     An index written before keywords were versioned with the vectors has no keyword half until
@@ -129,7 +183,13 @@ def keyword_ranking(conn: Connection, snap: Snapshot, query: str, filters: Searc
     terms = keyword_terms(query)
     if not terms or snap.keywords is None:
         return []
-    return _apply_filters(conn, snap.keywords.search(terms, _deepen(depth, filters)), filters, depth)
+    keywords = snap.keywords
+
+    def rank(k: int, within: np.ndarray | None) -> list[int]:
+        return keywords.search(terms, k, within=within)
+
+    # BM25 over OR'ed terms is exact: fewer than asked means every passage with a term was ranked.
+    return _within(scope or Scope(conn, filters), depth, rank, lambda ranked, wanted: len(ranked) < wanted)
 
 
 def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
@@ -149,11 +209,11 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
     snap = ctx.reader.snapshot()  # one version for both rankings
     with ctx.sessions() as session:
         conn = session.connection()  # one connection for the whole search
-        rankings = []
+        rankings, scope = [], Scope(conn, filters)  # both rankings share the filter's ids
         if mode in ("hybrid", "vector"):
-            rankings.append(vector_ranking(ctx, conn, snap, query, filters, depth))
+            rankings.append(vector_ranking(ctx, conn, snap, query, filters, depth, scope))
         if mode in ("hybrid", "keyword"):
-            rankings.append(keyword_ranking(conn, snap, query, filters, depth))
+            rankings.append(keyword_ranking(conn, snap, query, filters, depth, scope))
         return _grouped_hits(ctx, conn, fuse(rankings), k)
 
 
