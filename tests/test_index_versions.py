@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from embed.encoder import FakeEncoder
 from embed.index import POINTER, IndexReader, IndexStore
 from embed.pipeline import embed_pending
+from embed.search import search
 from store import repo
 from store.db import open_database
 from store.entry import Entry
@@ -197,3 +198,17 @@ def test_a_reindex_killed_mid_way_leaves_search_on_the_old_version(tmp_path, bac
 @pytest.fixture
 def pg_url():
     yield from _postgres_database()
+
+
+def test_a_lost_index_directory_is_rebuilt_not_left_empty(world, sessions):  # noqa: F811
+    """The database marks passages as embedded; with the index directory gone those marks name
+    vectors nothing holds, and an incremental embed (pending passages only) would commit an empty
+    index. The next embed rebuilds instead."""
+    import shutil
+
+    ctx, store, encoder, _ = world
+    count = store.meta().count
+    shutil.rmtree(store.dir)
+    report = embed_pending(sessions, encoder, IndexStore(store.dir))
+    assert report.rebuilt and report.passages_embedded == count == IndexStore(store.dir).meta().count
+    assert search(ctx, "export controls", k=3)
