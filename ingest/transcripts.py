@@ -1,9 +1,9 @@
 """Podcast transcripts (`<podcast:transcript>`): pick the best one, parse it into `Segment`s.
 
 Formats are the four the Podcasting 2.0 namespace names (VTT, SRT, JSON, HTML) plus plain text.
-Every parser returns `Segment`s with collapsed whitespace and no empty text; a speaker, once
-named, carries over to the following cues, because the spec names the speaker only when it
-changes (a `<v>` span, a "Name:" prefix, a `<cite>`).
+Every parser returns `Segment`s with collapsed whitespace, no empty text and no text longer than
+`store.caps.MAX_SEGMENT_CHARS`; a speaker, once named, carries over to the following cues, because
+the spec names the speaker only when it changes (a `<v>` span, a "Name:" prefix, a `<cite>`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import srt
 import webvtt
 from webvtt.errors import MalformedCaptionError, MalformedFileError
 
+from store.caps import split_long_segment
 from store.entry import Segment, TranscriptRef
 
 __all__ = [
@@ -233,12 +234,14 @@ def split_speaker_prefix(text: str) -> tuple[str | None, str]:
 
 
 def _segments(pieces: Iterable[tuple[str, float | None, float | None, str | None]]) -> list[Segment]:
-    """Segments from (text, start, end, speaker), whitespace collapsed, empty text dropped."""
+    """Segments from (text, start, end, speaker), whitespace collapsed, empty text dropped, and text
+    over MAX_SEGMENT_CHARS (a runaway cue, a whole transcript on one line) split into pieces that
+    keep the segment's time range and speaker."""
     result = []
     for text, start, end, speaker in pieces:
         text = _collapse(text)
         if text:
-            result.append(Segment(text=text, start=start, end=end, speaker=speaker or None))
+            result.extend(split_long_segment(Segment(text=text, start=start, end=end, speaker=speaker or None)))
     return result
 
 
@@ -341,7 +344,7 @@ def parse_json(text: str) -> list[Segment]:
     raw_segments = document.get("segments") if isinstance(document, dict) else document
     if not isinstance(raw_segments, list):
         raise TranscriptError('json: expected an object with a "segments" list')
-    return _merge_words(_segments(_json_pieces(raw_segments)))
+    return [piece for merged in _merge_words(_segments(_json_pieces(raw_segments))) for piece in split_long_segment(merged)]
 
 
 def _json_pieces(raw_segments: list[Any]) -> Iterator[tuple[str, float | None, float | None, str | None]]:

@@ -160,6 +160,8 @@ class Item(Base):
     text: Mapped[str] = mapped_column(SafeText(), default="")
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     text_source: Mapped[str] = mapped_column(SafeString(16), default="feed")  # feed | extracted | transcript | asr
+    # Why the stored text (or transcript) is shorter than what was fetched (store/caps.py); None: whole.
+    text_capped: Mapped[str | None] = mapped_column(SafeText())
     audio_url: Mapped[str | None] = mapped_column(SafeString(2048))
     transcript_status: Mapped[str | None] = mapped_column(SafeString(16))  # published | queued | asr | failed
     transcript_url: Mapped[str | None] = mapped_column(SafeString(2048))

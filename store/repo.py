@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
+from store import caps
 from store.entry import Entry, Segment, content_hash, entry_hash, stable_key, transcript_text
 from store.models import FetchAttempt, Item, Source, Tombstone, TranscriptSegment
 
@@ -159,10 +160,11 @@ def upsert_entries(session: Session, source: Source, entries: list[Entry],
             stats.tombstoned += 1
             continue
         row = existing.match(key, url, ehash)
-        chash = content_hash(entry.title, entry.text)
+        capped = caps.cap_item(entry.text, entry.segments)
+        chash = content_hash(entry.title, capped.text)
         if row is None:
             item = Item(source_id=source.id, stable_key=key)
-            _fill(item, entry, url, chash, ehash)
+            _fill(item, entry, capped, url, chash, ehash)
             session.add(item)
             session.flush()
             existing.by_key[key] = existing.by_entry_hash[ehash] = _Known(item.id, chash, ehash)
@@ -171,7 +173,7 @@ def upsert_entries(session: Session, source: Source, entries: list[Entry],
             # Only a change in what the feed says updates a row: an unchanged entry was not
             # enriched this time, and its teaser must not overwrite the stored full text.
             item = session.get(Item, row.id)
-            _fill(item, entry, url, chash, ehash)
+            _fill(item, entry, capped, url, chash, ehash)
             row.content_hash, row.entry_hash = chash, ehash
             stats.updated += 1
         else:
@@ -179,7 +181,7 @@ def upsert_entries(session: Session, source: Source, entries: list[Entry],
     return stats
 
 
-def _fill(item: Item, entry: Entry, url: str | None, chash: str, ehash: str) -> None:
+def _fill(item: Item, entry: Entry, capped: caps.Capped, url: str | None, chash: str, ehash: str) -> None:
     item.guid = entry.guid
     item.url = entry.url
     item.canonical_url = url
@@ -191,32 +193,39 @@ def _fill(item: Item, entry: Entry, url: str | None, chash: str, ehash: str) -> 
     item.language = entry.language
     item.published = entry.published
     item.updated = entry.updated
-    item.text = entry.text
+    item.text = capped.text
     item.truncated = entry.truncated
     item.text_source = entry.text_source
     audio = entry.audio
     audio_moved = item.audio_url != (audio.url if audio else None)
     item.audio_url = audio.url if audio else None
-    _fill_transcript(item, entry, audio_moved)
+    _fill_transcript(item, entry, capped, audio_moved)
 
 
-def _fill_transcript(item: Item, entry: Entry, audio_moved: bool = False) -> None:
+def _fill_transcript(item: Item, entry: Entry, capped: caps.Capped, audio_moved: bool = False) -> None:
     chosen = entry.transcript
-    if entry.segments:
-        _set_segments(item, entry.segments)
+    if not capped.segments and item.transcript_status == "asr" and item.segments:
+        _keep_asr_text(item)
+        return
+    item.text_capped = capped.reason
+    if capped.segments:
+        _set_segments(item, capped.segments)
         item.transcript_status = "published"
         item.transcript_url = chosen.url if chosen else None
         item.transcript_type = chosen.type if chosen else None
         item.transcript_model = item.transcript_error = None
-    elif item.transcript_status == "asr" and item.segments:
-        # The feed reworded its show notes: the episode's words are still what ASR heard.
-        item.text, item.text_source = transcript_text(item.segments), "asr"
-        item.content_hash = content_hash(item.title, item.text)
     elif item.audio_url and (item.transcript_status not in ("asr", "published", "failed") or
                              (item.transcript_status == "failed" and audio_moved)):
         # Audio only: speech recognition picks it up later. A failed episode is tried again
         # when its enclosure moves (the publisher fixed it), not on every reworded description.
         item.transcript_status = "queued"
+
+
+def _keep_asr_text(item: Item) -> None:
+    """The feed reworded its show notes: the episode's words are still what ASR heard (stored
+    capped, with its reason, by store_asr_transcript)."""
+    item.text, item.text_source = transcript_text(item.segments), "asr"
+    item.content_hash = content_hash(item.title, item.text)
 
 
 def _set_segments(item: Item, segments: list[Segment]) -> None:
@@ -240,8 +249,9 @@ def queued_episode_ids(session: Session) -> list[int]:
 
 def store_asr_transcript(session: Session, item: Item, segments: list[Segment], model: str) -> None:
     """The ASR transcript stored as a published one is: segment rows, and the episode's text from them."""
-    _set_segments(item, segments)
-    item.text, item.text_source = transcript_text(segments), "asr"
+    capped = caps.cap_item(transcript_text(segments), segments)
+    _set_segments(item, capped.segments)
+    item.text, item.text_source, item.text_capped = capped.text, "asr", capped.reason
     item.content_hash = content_hash(item.title, item.text)
     item.transcript_status, item.transcript_model, item.transcript_error = "asr", model, None
     item.transcript_url = item.transcript_type = None

@@ -22,6 +22,7 @@ from ingest.transcripts import (
     split_speaker_prefix,
     transcript_format,
 )
+from store.caps import MAX_SEGMENT_CHARS
 from store.entry import Segment, TranscriptRef
 
 # ---------------------------------------------------------------------------------------------
@@ -467,3 +468,52 @@ def test_choose_transcript_never_picks_unknown_formats():
     assert choose_transcript([], "en") is None
     octet = ref("application/octet-stream", url="https://x.example/t.srt")
     assert choose_transcript([ref("application/pdf"), octet], "en") is octet
+
+
+# ---------------------------------------------------------------------------------------------
+# Caps (issue 11): a runaway cue, a transcript on one line, and a real 3-hour episode
+
+
+RUNAWAY_WORDS = [f"w{n}" for n in range(150_000)]  # about 1 MB in one cue
+
+
+def test_a_runaway_vtt_cue_is_split_into_segments_that_keep_its_times():
+    data = ("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Ana>Hello.\n\n"
+            "00:00:04.000 --> 00:00:09.500\n<v Ana>" + " ".join(RUNAWAY_WORDS) + "\n").encode()
+    segments = parse_transcript(data, "vtt")
+    assert len(segments) > 100
+    assert all(len(s.text) <= MAX_SEGMENT_CHARS for s in segments)
+    assert all((s.start, s.end, s.speaker) == (4.0, 9.5, "Ana") for s in segments[1:])
+    assert " ".join(s.text for s in segments[1:]).split() == RUNAWAY_WORDS
+
+
+@pytest.mark.parametrize("fmt", ["text", "srt", "json"])
+def test_a_transcript_on_one_line_is_split_not_lost(fmt):
+    body = " ".join(RUNAWAY_WORDS[:40_000])
+    data = {
+        "text": body,
+        "srt": f"1\n00:00:00,000 --> 01:00:00,000\n{body}\n",
+        "json": '{"segments": [{"startTime": 0, "endTime": 3600, "body": "%s"}]}' % body,
+    }[fmt].encode()
+    segments = parse_transcript(data, fmt)
+    assert len(segments) > 40 and all(len(s.text) <= MAX_SEGMENT_CHARS for s in segments)
+    assert " ".join(s.text for s in segments).split() == RUNAWAY_WORDS[:40_000]
+
+
+def test_a_real_three_hour_episode_fits_every_cap():
+    """Two real episodes back to back (1 h 57 min + 1 h 7 min of Whisper cues): nothing is cut."""
+    from embed.passages import MAX_PASSAGES, split_item
+    from store.caps import MAX_ITEM_CHARS, MAX_ITEM_WORDS, MAX_SEGMENTS, cap_item
+    from store.entry import transcript_text
+
+    first = parse_transcript(corpus_path(WHISPER, "episodes", "twiml-0544.vtt").read_bytes(), "vtt")
+    second = parse_transcript(corpus_path(WHISPER, "episodes", "twiml-0235.vtt").read_bytes(), "vtt")
+    offset = first[-1].end
+    segments = first + [Segment(s.text, s.start + offset, s.end + offset, s.speaker) for s in second]
+    assert segments[-1].end > 3 * 3600
+    capped = cap_item(transcript_text(segments), segments)
+    assert capped.reason is None and capped.segments == segments and capped.text == transcript_text(segments)
+    passages = split_item("Three hours", capped.text, capped.segments)
+    # With room to spare: the caps sit at about three times what three hours need.
+    assert len(segments) * 3 < MAX_SEGMENTS and len(capped.text) * 2.5 < MAX_ITEM_CHARS
+    assert len(capped.text.split()) * 2.5 < MAX_ITEM_WORDS and len(passages) * 3 < MAX_PASSAGES

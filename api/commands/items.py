@@ -52,6 +52,7 @@ def item_summary(item: Item) -> dict:
         "published": item.published.isoformat() if item.published else None,
         "language": item.language, "words": word_count(item.text), "text_source": item.text_source,
         "truncated": item.truncated, "transcript": item.transcript_status,
+        "capped": item.text_capped,  # why the stored text is shorter than what was fetched (store/caps.py)
     }
 
 
@@ -63,6 +64,8 @@ def items_table(rows: list[dict], title: str) -> Table:
         text = r["text_source"] + (" (teaser)" if r["truncated"] else "")
         if r["transcript"] == "queued":
             text = "queued for ASR"
+        if r.get("capped"):
+            text += f" (capped: {r['capped']})"
         table.add_row(str(r["id"]), r["kind"], (r["published"] or "")[:10], r["language"] or "",
                       str(r["words"]), text, r["title"][:90])
     return table

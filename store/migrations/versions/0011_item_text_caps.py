@@ -1,0 +1,25 @@
+"""items.text_capped: why an item's stored text or transcript is shorter than what was fetched
+
+Items are capped when stored (store/caps.py: 600,000 characters, 100,000 words, 20,000 transcript
+segments); the reason is kept on the row so `briefcast items list` can say what was left out.
+
+Revision ID: 0011_item_text_caps
+Revises: 0010_never_reused_ids
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011_item_text_caps"
+down_revision = "0010_never_reused_ids"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("items") as batch:
+        batch.add_column(sa.Column("text_capped", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("items") as batch:
+        batch.drop_column("text_capped")
