@@ -89,8 +89,17 @@ def keyword_terms(query: str) -> list[str]:
 _SOURCE_ID_MAX = 2**31 - 1  # sources.id is a 32-bit integer on PostgreSQL
 
 
-def _filtered(query: Select, filters: SearchFilters) -> Select:
-    query = query.join(Item, Item.id == Passage.item_id).join(Source, Source.id == Item.source_id)
+def _filtered(query: Select, filters: SearchFilters, candidates: bool = False) -> Select:
+    """`query` over passages joined to their item and source, restricted to what `filters` admit.
+
+    candidates: the query also names a few hundred passage ids; the plan must start from them.
+    SQLite's planner, without statistics, guesses an equality on an indexed column keeps ~10 rows
+    and would start from `items.source_id` (every item of a source), probing the id list once per
+    item: 130 ms for a 960-item source at 5k passages, growing with the source. `+ 0` keeps the
+    same meaning and takes the column's index out of the plan (on PostgreSQL too, harmlessly).
+    """
+    source_of_item = Item.source_id + 0 if candidates else Item.source_id
+    query = query.join(Item, Item.id == Passage.item_id).join(Source, Source.id == source_of_item)
     if filters.since:
         query = query.where(Item.published >= filters.since)
     if filters.until:
@@ -103,15 +112,15 @@ def _filtered(query: Select, filters: SearchFilters) -> Select:
     if filters.topic:
         query = query.where(Source.topic == filters.topic)
     if filters.source:
-        query = query.where(_source_clause(filters.source))
+        query = query.where(_source_clause(filters.source, source_of_item))
     return query
 
 
-def _source_clause(source: str):
+def _source_clause(source: str, source_of_item):
     """A source id (ASCII digits: '²' is a digit to str.isdigit but no number) or its exact URL;
     an id no row can have matches nothing rather than overflowing the database's integer."""
     if source.isascii() and source.isdigit():
-        return Source.id == int(source) if int(source) <= _SOURCE_ID_MAX else false()
+        return source_of_item == int(source) if int(source) <= _SOURCE_ID_MAX else false()
     return Source.url == source
 
 
@@ -131,7 +140,8 @@ class Scope:
         """`ranked` without the ids the filter excludes, in order."""
         if not self.active or not ranked:
             return ranked
-        allowed = set(self.conn.scalars(_filtered(select(Passage.id), self.filters).where(Passage.id.in_(ranked))))
+        query = _filtered(select(Passage.id), self.filters, candidates=True).where(Passage.id.in_(ranked))
+        allowed = set(self.conn.scalars(query))
         return [i for i in ranked if i in allowed]
 
     def ids(self) -> np.ndarray:
