@@ -143,3 +143,19 @@ def test_migration_0010_rebuilds_the_tables_and_loses_no_row(tmp_path, start):
                           "(1, 'k4', 'h', 'e', 'article', 't', 'x', 0, 'feed', '2026-01-01', '2026-01-01')"))
         assert conn.execute(text("SELECT max(id) FROM items")).scalar() == 4
     engine.dispose()
+
+
+def test_at_head_the_tables_the_index_holds_ids_of_keep_autoincrement(tmp_path):
+    """A later migration that rebuilds one of these tables (alembic batch, recreate) must pass
+    table_kwargs={"sqlite_autoincrement": True} and switch foreign keys off, as 0010 does."""
+    from sqlalchemy import text
+
+    from store.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    migrate(engine)
+    with engine.connect() as conn:
+        for table in ("sources", "items", "passages"):
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table}).scalar()
+            assert "AUTOINCREMENT" in sql, table
+    engine.dispose()
