@@ -159,3 +159,34 @@ def test_at_head_the_tables_the_index_holds_ids_of_keep_autoincrement(tmp_path):
             sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table}).scalar()
             assert "AUTOINCREMENT" in sql, table
     engine.dispose()
+
+
+def test_downgrading_below_0011_keeps_every_row_and_autoincrement(tmp_path):
+    """0011 adds a column; taking it away again must not rebuild `items` (a rebuild with foreign
+    keys on cascades into passages and segments, and loses AUTOINCREMENT)."""
+    from sqlalchemy import text
+
+    from store.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
+    migrate(engine, "0010_never_reused_ids")
+    with engine.begin() as conn:
+        _populate(conn)
+    migrate(engine, "0011_item_text_caps")
+    from alembic import command
+    from alembic.config import Config
+
+    from store.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010_never_reused_ids")
+    with engine.connect() as conn:
+        counts = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                  for t in ("sources", "items", "passages", "transcript_segments")]
+        assert counts == [1, 3, 3, 3]
+        sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'items'")).scalar()
+        assert "AUTOINCREMENT" in sql and "text_capped" not in sql
+    engine.dispose()

@@ -16,10 +16,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("items") as batch:
-        batch.add_column(sa.Column("text_capped", sa.Text(), nullable=True))
+    op.add_column("items", sa.Column("text_capped", sa.Text(), nullable=True))  # in place, SQLite too
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("items") as batch:
-        batch.drop_column("text_capped")
+    # In place: a batch rebuild of `items` would cascade into its passages and segments (foreign
+    # keys are on) and drop the table's AUTOINCREMENT (0010). SQLite has DROP COLUMN since 3.35.
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE items DROP COLUMN text_capped")
+    else:
+        op.drop_column("items", "text_capped")
