@@ -1,15 +1,23 @@
-"""The `briefcast` command. Settings are built here, once, and handed to every stage."""
+"""The `briefcast` command. Settings are built here, once, and handed to every stage.
+
+Every command module imports what its command needs inside the command (CONVENTIONS #10): the
+command line starts without ingest, digest, torch or the database layer, and `briefcast search`
+loads only search's own modules.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session, sessionmaker
 
-from store.settings import Settings
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from store.settings import Settings
 
 app = typer.Typer(help="briefcast: news and podcast insights from models on your own machine.", no_args_is_help=True)
 
@@ -31,6 +39,8 @@ class AppContext:
 
 @app.callback()
 def _root(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v", help="log details")) -> None:
+    from store.settings import Settings
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = AppContext(settings=Settings())
 

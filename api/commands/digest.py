@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from store.settings import Settings
+if TYPE_CHECKING:
+    from store.settings import Settings
 
 DEFAULT_TOPIC = "ai-geopolitics"
 

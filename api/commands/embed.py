@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 def run_embed(ctx: typer.Context, rebuild: bool):
     """Embed pending passages; returns the encoder so a caller can search without loading it again."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from embed.pipeline import embed_pending
     from embed.runtime import index_store, make_encoder
 

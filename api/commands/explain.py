@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
 PARTS = ("relevance", "corroboration", "novelty", "recency", "source_weight", "total")
 
@@ -38,6 +36,8 @@ def explain(
 
 def load_explanation(session, story_id: int, topic: str, day: str | None) -> dict | str:
     """Everything `explain` shows, or the reason it cannot be shown."""
+    from sqlalchemy import select
+
     from digest.cluster import story_members
     from store.models import Source, Story, StoryScore
 
@@ -64,6 +64,8 @@ def load_explanation(session, story_id: int, topic: str, day: str | None) -> dic
 
 
 def print_explanation(out, found: dict) -> None:
+    from rich.table import Table
+
     story = found["story"]
     out.print(f"[bold]Story #{story['id']}[/]: {story['title']}")
     out.print(f"  {story['items']} items, {story['corroboration']} independent publishers; "

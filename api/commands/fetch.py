@@ -6,9 +6,6 @@ import json
 
 import typer
 
-from api.render import report_table, source_progress, summary_line
-from ingest.refresh import refresh
-
 
 def fetch(
     ctx: typer.Context,
@@ -16,6 +13,9 @@ def fetch(
     all_sources: bool = typer.Option(False, "--all", help="fetch every source, due or not"),
 ) -> None:
     """Refresh every due source, then print per-source outcomes and a summary line."""
+    from api.render import report_table, source_progress, summary_line
+    from ingest.refresh import refresh
+
     app = ctx.obj
     sessions = app.sessions()
     with source_progress(app.err, total=_due_count(app, all_sources)) as advance:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
-from ingest.text import word_count
-from store import repo
-from store.models import Item
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from store.models import Item
 
 app = typer.Typer(help="Look at and remove stored items.", no_args_is_help=True)
 
@@ -23,6 +23,10 @@ def list_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Newest stored items first."""
+    from sqlalchemy import select
+
+    from store.models import Item
+
     app_ctx = ctx.obj
     with app_ctx.sessions()() as session:
         query = select(Item).order_by(Item.published.desc().nulls_last(), Item.id.desc()).limit(limit)
@@ -38,6 +42,8 @@ def list_(
 @app.command("delete")
 def delete(ctx: typer.Context, item_id: int, reason: str | None = typer.Option(None)) -> None:
     """Delete an item; a tombstone keeps later fetches from bringing it back."""
+    from store import repo
+
     app_ctx = ctx.obj
     with app_ctx.sessions()() as session, session.begin():
         if not repo.delete_item(session, item_id, reason):
@@ -47,6 +53,8 @@ def delete(ctx: typer.Context, item_id: int, reason: str | None = typer.Option(N
 
 
 def item_summary(item: Item) -> dict:
+    from ingest.text import word_count
+
     return {
         "id": item.id, "kind": item.kind, "title": item.title, "url": item.url,
         "published": item.published.isoformat() if item.published else None,
@@ -57,6 +65,8 @@ def item_summary(item: Item) -> dict:
 
 
 def items_table(rows: list[dict], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("id", "kind", "published", "lang", "words", "text", "title"):
         table.add_column(column, overflow="fold")

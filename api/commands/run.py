@@ -9,21 +9,14 @@ written as .html, .txt, .json and a ready-to-send .eml, with its top five insigh
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import func, select
 
-from api.commands.items import item_summary, items_table
-from api.commands.samples import start_sample_server
-from api.render import report_table, source_progress, summary_line
-from ingest.fetch import Fetcher
-from ingest.refresh import refresh
-from ingest.sources import SourceSpec, bundled, load_sources_toml, parse_opml
-from store import repo
-from store.models import Item, Source
-from store.settings import Settings
+if TYPE_CHECKING:
+    from ingest.sources import SourceSpec
+    from store.settings import Settings
 
 PROBE_SECONDS = 4.0
 
@@ -33,6 +26,11 @@ def run(
     offline: bool = typer.Option(False, "--offline", help="use the bundled sample world without probing the internet"),
 ) -> None:
     """Fetch the sources (real ones when reachable, else the sample world) and show what was stored."""
+    from api.commands.samples import start_sample_server
+    from api.render import report_table, source_progress, summary_line
+    from ingest.refresh import refresh
+    from ingest.sources import bundled, load_sources_toml
+
     app = ctx.obj
     settings: Settings = app.settings
     _check_mail_settings(app)
@@ -118,6 +116,8 @@ def _brief_and_show(ctx: typer.Context, sessions, encoder) -> None:
 
 
 def _configured_sources(settings: Settings) -> list[SourceSpec]:
+    from ingest.sources import bundled, load_sources_toml, parse_opml
+
     path = Path(settings.sources) if settings.sources else bundled("sources/default.toml")
     if path.suffix.lower() in (".opml", ".xml"):
         return parse_opml(path.read_bytes())
@@ -126,6 +126,10 @@ def _configured_sources(settings: Settings) -> list[SourceSpec]:
 
 def _any_reachable(settings: Settings, specs: list[SourceSpec]) -> bool:
     """True when at least one of the first few sources answers within a few seconds."""
+    import asyncio
+
+    from ingest.fetch import Fetcher
+
     if not specs:
         return False
     probe = settings.model_copy(update={"total_timeout": PROBE_SECONDS, "connect_timeout": PROBE_SECONDS})
@@ -139,12 +143,19 @@ def _any_reachable(settings: Settings, specs: list[SourceSpec]) -> bool:
 
 
 def _register(sessions, specs: list[SourceSpec]) -> list[int]:
+    from store import repo
+
     with sessions() as session, session.begin():
         return [repo.add_source(session, s.url, kind=s.kind, topic=s.topic, title=s.title,
                                 weight=s.weight)[0].id for s in specs]
 
 
 def _print_stored(app, sessions, source_ids: list[int]) -> None:
+    from sqlalchemy import func, select
+
+    from api.commands.items import item_summary, items_table
+    from store.models import Item, Source
+
     with sessions() as session:
         by_kind = dict(session.execute(
             select(Item.kind, func.count()).where(Item.source_id.in_(source_ids)).group_by(Item.kind)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
-from ingest.localserver import LocalServer
-from ingest.sources import bundled
+if TYPE_CHECKING:
+    from ingest.localserver import LocalServer
 
 app = typer.Typer(help="The bundled sample world (fictional feeds, podcast, threads).", no_args_is_help=True)
 DEFAULT_PORT = 8737
@@ -15,6 +16,9 @@ DEFAULT_PORT = 8737
 
 def start_sample_server(port: int = DEFAULT_PORT) -> LocalServer:
     """Serve samples/site on 127.0.0.1, on `port` or any free port when it is taken."""
+    from ingest.localserver import LocalServer
+    from ingest.sources import bundled
+
     root = bundled("samples/site")
     try:
         return LocalServer(root, port=port).start()

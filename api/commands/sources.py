@@ -6,14 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
-from sqlalchemy import func, select
 
-from ingest.sources import KINDS, MAX_WEIGHT, SourceListError, check_weight, load_sources_toml, parse_opml
-from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks, refused_urls
-from ingest.urls import is_http_url
-from store import repo
-from store.models import Item, Source
+# ingest.sources.MAX_WEIGHT, restated for the help texts so that the command line does not import
+# ingest to start (tests/test_cli_speed.py holds the two equal).
+MAX_WEIGHT = 10.0
 
 app = typer.Typer(help="Manage the feeds, podcasts and threads briefcast reads.", no_args_is_help=True)
 
@@ -28,6 +24,11 @@ def add(
     weight: float | None = typer.Option(None, help=f"ranking weight, 0 to {MAX_WEIGHT:g} (default 1)"),
 ) -> None:
     """Add one source by URL (an existing one keeps its settings; --weight still applies)."""
+    from ingest.sources import KINDS
+    from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks
+    from ingest.urls import is_http_url
+    from store import repo
+
     app_ctx = ctx.obj
     if kind not in KINDS:
         raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="--kind")
@@ -52,6 +53,8 @@ def set_weight(
     weight: float = typer.Argument(..., help=f"0 mutes the source in the ranking, 1 is the default, up to {MAX_WEIGHT:g}"),
 ) -> None:
     """Set how much a source's stories count in the daily ranking."""
+    from store.models import Source
+
     app_ctx = ctx.obj
     weight = _checked_weight(weight)
     with app_ctx.sessions()() as session, session.begin():
@@ -64,6 +67,8 @@ def set_weight(
 
 
 def _checked_weight(weight: float | None) -> float | None:
+    from ingest.sources import SourceListError, check_weight
+
     try:
         return None if weight is None else check_weight(weight)
     except SourceListError as exc:
@@ -77,6 +82,10 @@ def import_(
     topic: str | None = typer.Option(None, help="topic for every imported source without one"),
 ) -> None:
     """Import sources from an OPML subscription list."""
+    from ingest.sources import SourceListError, load_sources_toml, parse_opml
+    from ingest.ssrf import parse_networks, refused_urls
+    from store import repo
+
     app_ctx = ctx.obj
     try:
         specs = load_sources_toml(file) if file.suffix == ".toml" else parse_opml(file.read_bytes())
@@ -102,6 +111,12 @@ def import_(
 @app.command("list")
 def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """List sources with their state."""
+    from rich.table import Table
+    from sqlalchemy import func, select
+
+    from store import repo
+    from store.models import Item
+
     app_ctx = ctx.obj
     with app_ctx.sessions()() as session:
         counts = dict(session.execute(select(Item.source_id, func.count()).group_by(Item.source_id)).all())

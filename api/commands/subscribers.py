@@ -6,9 +6,6 @@ import json
 from dataclasses import asdict
 
 import typer
-from rich.table import Table
-
-from digest.subscribers import SubscriberError, add_subscriber, list_subscribers, remove_subscriber, unsubscribe
 
 app = typer.Typer(help="The people who get the email brief.", no_args_is_help=True)
 
@@ -36,6 +33,8 @@ def add(
     tz: str = typer.Option("UTC", "--tz", help="IANA time zone, e.g. Europe/Paris"),
 ) -> None:
     """Add a subscriber (or update one and make it active again)."""
+    from digest.subscribers import SubscriberError, add_subscriber
+
     app_ctx = ctx.obj
     try:
         view, created = add_subscriber(app_ctx.sessions(), email, name=name, topics=topic or ["ai-geopolitics"],
@@ -54,6 +53,10 @@ def list_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List subscribers."""
+    from rich.table import Table
+
+    from digest.subscribers import list_subscribers
+
     app_ctx = ctx.obj
     rows = list_subscribers(app_ctx.sessions(), topic=topic)
     if as_json:
@@ -69,6 +72,8 @@ def list_(
 @app.command("remove")
 def remove(ctx: typer.Context, subscriber: str = typer.Argument(..., help="email address or id")) -> None:
     """Delete a subscriber (their delivery history stays)."""
+    from digest.subscribers import SubscriberError, remove_subscriber
+
     app_ctx = ctx.obj
     try:
         view = remove_subscriber(app_ctx.sessions(), subscriber)
@@ -80,6 +85,8 @@ def remove(ctx: typer.Context, subscriber: str = typer.Argument(..., help="email
 @app.command("unsubscribe")
 def unsubscribe_(ctx: typer.Context, token: str = typer.Argument(..., help="the token from an unsubscribe link")) -> None:
     """Deactivate the subscriber an unsubscribe link (or mailto request) belongs to."""
+    from digest.subscribers import SubscriberError, unsubscribe
+
     app_ctx = ctx.obj
     view = unsubscribe(app_ctx.sessions(), token)
     if view is None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def transcribe(
@@ -80,6 +84,8 @@ def _transcribe_episodes(app, settings, episode: int | None) -> None:
 
 
 def _bar(app) -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed:.0f} s of audio"), TimeRemainingColumn())
     return Progress(*columns, console=app.err, transient=True)

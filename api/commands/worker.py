@@ -3,9 +3,12 @@ settings this command line read (the same as `celery -A worker worker|beat`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from store.settings import Settings
+if TYPE_CHECKING:
+    from store.settings import Settings
 
 ALL_QUEUES = "fetch,embed,summarise,deliver,asr"
 
