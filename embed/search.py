@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Select, bindparam, false, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
-from embed.index import IndexReader, Snapshot
+from embed.index import IndexMismatchError, IndexReader, Snapshot
 from embed.owners import PassageOwners, owners_from_database
 from store.models import Item, Passage, Source
 
@@ -171,8 +171,11 @@ def vector_ranking(ctx: SearchContext, conn: Connection, snap: Snapshot, query: 
     index = snap.vectors
     if index is None or index.count == 0:
         return []
-    if index.model_id != ctx.encoder.model_id:
-        raise RuntimeError(f"index built with {index.model_id}, search uses {ctx.encoder.model_id}: run `briefcast reindex`")
+    # The same model, or a query encoder that declares itself one for this index's model (the
+    # int8 ONNX export of MiniLM for MiniLM's torch vectors): anything else is refused.
+    if not ctx.encoder.can_query(index.model_id):
+        raise IndexMismatchError(f"index built with {index.model_id}, search uses {ctx.encoder.model_id}: "
+                                 "run `briefcast reindex`")
     embedded = ctx.encoder.embed_batch([query])
 
     def rank(k: int, within: np.ndarray | None) -> list[int]:

@@ -30,6 +30,8 @@ def search(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Semantic search over stored passages."""
+    from embed.encoder import EncoderError
+    from embed.index import IndexMismatchError
     from embed.runtime import search_context
     from embed.search import SearchFilters
     from embed.search import search as run_search
@@ -37,7 +39,11 @@ def search(
     app = ctx.obj
     context = search_context(app.settings, app.sessions())
     filters = SearchFilters(since=since, until=until, kind=kind, language=lang, source=source, topic=topic)
-    hits = run_search(context, query, k=k, filters=filters, mode=mode)
+    try:
+        hits = run_search(context, query, k=k, filters=filters, mode=mode)
+    except (IndexMismatchError, EncoderError) as exc:  # a rebuild or an install step to name, not a traceback
+        app.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     if as_json:
         rows = [vars(h) | {"published": h.published.isoformat() if h.published else None} for h in hits]
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
