@@ -461,9 +461,22 @@ class LoadRow:
         return self.ok / self.wall_s if self.wall_s else 0.0
 
 
+def filter_mix(n: int) -> list[dict[str, str]]:
+    """Filters a load run rotates through (--filters): none, ones every item passes (source, kind,
+    lang), ones that keep half or 1% of the items (since / until: each item is a minute younger than
+    the last), and one no item passes (episodes): the wide, the narrow and the empty filter paths."""
+    items = -(-n // PASSAGES_PER_ITEM)
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+    return [{}, {"source": "1"}, {"kind": "article"}, {"lang": "en"},
+            {"since": (epoch + timedelta(minutes=items // 2)).isoformat()},
+            {"until": (epoch + timedelta(minutes=max(1, items // 100))).isoformat()},
+            {"kind": "episode"}]
+
+
 async def run_load(base: str, key: str, queries: list[str], mode: str, concurrency: int, total: int, n: int,
-                   server: str) -> LoadRow:
-    """`total` GET /search over `concurrency` connections, at most LOAD_DEADLINE_S seconds."""
+                   server: str, filters: list[dict[str, str]] | None = None) -> LoadRow:
+    """`total` GET /search over `concurrency` connections, at most LOAD_DEADLINE_S seconds; with
+    `filters`, request i carries filters[i % len(filters)]."""
     assert httpx.URL(base).host == LOOPBACK, "the load generator talks to loopback only"
     latencies: list[float] = []
     errors: Counter = Counter()
@@ -478,6 +491,8 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
             nonlocal empty
             while time.monotonic() < stop_at and (number := next(numbers)) < total:
                 params = {"q": queries[number % len(queries)], "k": K, "mode": mode}
+                if filters:
+                    params |= filters[number % len(filters)]
                 started = time.perf_counter()
                 try:
                     response = await client.get("/search", params=params)
@@ -793,6 +808,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-index", choices=("auto", "flat", "ivf"), default="auto",
                         help="which of the two indexes the server gets")
     parser.add_argument("--no-http", action="store_true", help="part 1 only")
+    parser.add_argument("--filters", action="store_true",
+                        help="each load request carries one of a rotation of filters (wide, narrow, empty)")
     parser.add_argument("--workers", type=ints, default=[1, 2], help="comma-separated uvicorn worker counts")
     parser.add_argument("--no-minilm", dest="minilm", action="store_false", help="skip part 5 (real encoder latency)")
     parser.add_argument("--keyword-queries", type=int, default=300, help="queries for FTS5 vs tantivy in-process")
@@ -930,7 +947,9 @@ def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[
                 for concurrency in args.concurrency:
                     log(f"N={n:,}: load {mode} x{concurrency} ({label})")
                     cpu_before = tree_cpu_s(pid)
-                    row = asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n, label))
+                    mix = filter_mix(n) if args.filters else None
+                    row = asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n,
+                                               label + (", mixed filters" if mix else ""), mix))
                     row.server_cpu_ms = (tree_cpu_s(pid) - cpu_before) * 1000 / max(1, row.ok)
                     loads.append(row)
             memory[label] = (idle, warm, tree_mb(pid), tree_mb(pid, "VmHWM"), warm_s)
