@@ -10,9 +10,9 @@ loaded; the page cache is warm after the first run, as for a user's second query
 until it exits, for keyword-only and hybrid queries with the torch query encoder
 (BRIEFCAST_QUERY_ENCODER=encoder, the passage encoder itself) and with the int8 ONNX export
 (BRIEFCAST_QUERY_ENCODER=onnx), at query_threads 1 (the default) and at the libraries' default
-(torch: one per core), and `briefcast --help`. Prints the median and the range of `--runs` runs,
-and the 1-minute load average before and after each row: timings on a busy machine are not
-comparable. `--code DIR` runs another checkout's code (e.g. a `git worktree` of the commit
+(torch: one per core), and `briefcast --help`. Prints the median and the range of `--runs` runs, the median CPU seconds,
+and the 1-minute load average before and after each row (a row waits for it to fall below
+--max-load, default 1.0): timings on a busy machine are not comparable. `--code DIR` runs another checkout's code (e.g. a `git worktree` of the commit
 before) with this venv, on the same data: the "before" rows (settings it does not know are ignored).
 
 `--retrieval`: the pinned retrieval set (tests/data/retrieval.json, tests/retrieval_eval.py) is
@@ -47,17 +47,32 @@ def load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def timed(args: list[str], env: dict[str, str], code: Path) -> float:
+def quiet(max_load: float, patience: float = 300) -> float:
+    """Wait (up to `patience` s) until the 1-minute load is below `max_load`: a row is not started
+    on a machine still busy with the previous one (loading torch keeps both cores busy)."""
+    deadline = time.monotonic() + patience
+    while load() >= max_load and time.monotonic() < deadline:
+        time.sleep(5)
+    return load()
+
+
+def timed(args: list[str], env: dict[str, str], code: Path) -> tuple[float, float]:
+    """Wall seconds from start to exit, and the CPU seconds (user + system) the process used: the
+    steadier figure on a shared machine."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", LAUNCH, *args], env=env, cwd=code, capture_output=True, text=True,
                           timeout=300)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"briefcast {' '.join(args)} failed ({env.get('BRIEFCAST_QUERY_ENCODER')}):\n{done.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_rows(data_dir: Path, onnx: Path | None, runs: int, code: Path) -> None:
+def cli_rows(data_dir: Path, onnx: Path | None, runs: int, code: Path, max_load: float) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")}
     base |= {"BRIEFCAST_DATA_DIR": str(data_dir.resolve()), "BRIEFCAST_CONFIG": os.devnull}
     if onnx:
@@ -77,13 +92,15 @@ def cli_rows(data_dir: Path, onnx: Path | None, runs: int, code: Path) -> None:
         rows = [row for row in rows if not row[2]]
     timed(["search", QUERIES[0], "--mode", "keyword"], base, code)  # warm the page cache once, as a second query finds it
     print(f"code: {code}; data: {data_dir}; onnx export: {onnx or 'found by the settings'}")
-    print(f"{'process-to-answer, s':64} {'median':>7} {'min':>6} {'max':>6}  load before/after")
+    print(f"{'process-to-answer, s':64} {'median':>7} {'min':>6} {'max':>6} {'CPU s':>6}  load before/after")
     for label, mode, extra in rows:
-        before = load()
-        times = [timed(["--help"] if mode is None else
-                       ["search", QUERIES[i % len(QUERIES)], "--k", "3", "--mode", mode, "--json"], base | extra, code)
-                 for i in range(runs)]
-        print(f"{label:64} {statistics.median(times):7.2f} {min(times):6.2f} {max(times):6.2f}  "
+        before = quiet(max_load)
+        measured = [timed(["--help"] if mode is None else
+                          ["search", QUERIES[i % len(QUERIES)], "--k", "3", "--mode", mode, "--json"], base | extra, code)
+                    for i in range(runs)]
+        times = [wall for wall, _ in measured]
+        cpu = statistics.median(c for _, c in measured)
+        print(f"{label:64} {statistics.median(times):7.2f} {min(times):6.2f} {max(times):6.2f} {cpu:6.2f}  "
               f"{before:.2f} / {load():.2f}", flush=True)
 
 
@@ -177,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument("--encode", action="store_true", help="per-query encoding latency by encoder and threads")
     parser.add_argument("--busy", type=int, default=0, help="with --encode: CPU-bound processes running beside")
+    parser.add_argument("--max-load", type=float, default=1.0, help="wait for a 1-minute load below this before each row")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose code runs (default: this one)")
     args = parser.parse_args(argv)
     if args.retrieval:
@@ -184,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.encode:
         encode_rows(args.onnx, args.busy)
     else:
-        cli_rows(args.data_dir, args.onnx, args.runs, args.code.resolve())
+        cli_rows(args.data_dir, args.onnx, args.runs, args.code.resolve(), args.max_load)
     return 0
 
 
