@@ -142,3 +142,13 @@ def real_sample_brief(tmp_path_factory):
     from benchmarks.brief_quality import sample_world_brief
 
     return sample_world_brief(tmp_path_factory.mktemp("make-run"))
+
+
+@pytest.fixture(scope="session")
+def retrieval_world(corpus, tmp_path_factory):
+    """The retrieval set's index, built once a session with the real torch MiniLM: the retrieval
+    gate scores it with torch queries, the ONNX tests with the int8 export's."""
+    from embed.encoder import get_encoder
+    from tests.retrieval_eval import build
+
+    return build(corpus, tmp_path_factory.mktemp("retrieval"), get_encoder("minilm"))

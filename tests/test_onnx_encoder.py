@@ -264,14 +264,15 @@ def test_cli_search_refuses_the_export_on_another_models_index(onnx_model_dir, t
 
 
 @pytest.mark.slow
-def test_onnx_queries_on_the_torch_index_meet_the_retrieval_pins(corpus, tmp_path_factory, onnx_model_dir):
+def test_onnx_queries_on_the_torch_index_meet_the_retrieval_pins(retrieval_world, onnx_model_dir):
     """The retrieval gate (tests/test_retrieval.py) as `briefcast search` runs it when the export
-    exists: passages by torch MiniLM, queries by the int8 export, same pins."""
+    exists: passages by torch MiniLM (the session's one retrieval index), queries by the int8
+    export, same pins."""
     from embed.search import SearchContext
-    from tests.retrieval_eval import build, score_all
+    from tests.retrieval_eval import score_all
     from tests.test_retrieval import PINS
 
-    torch_ctx, rset, ids = build(corpus, tmp_path_factory.mktemp("retrieval-onnx"), get_encoder("minilm"))
+    torch_ctx, rset, ids = retrieval_world
     query_encoder = OnnxEncoder(onnx_model_dir, threads=1)
     ctx = SearchContext(sessions=torch_ctx.sessions, reader=torch_ctx.reader, encoder_factory=lambda: query_encoder)
     scores = {s.mode: s for s in score_all(ctx, rset, ids)}

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from embed.encoder import get_encoder
-from tests.retrieval_eval import build, score_all
+from tests.retrieval_eval import score_all
 
 PINS = {  # mode: (recall@10, MRR, timestamp hit on detail queries)
     "hybrid": (0.97, 0.93, 0.80),
@@ -17,9 +16,8 @@ PINS = {  # mode: (recall@10, MRR, timestamp hit on detail queries)
 
 
 @pytest.fixture(scope="module")
-def scores(corpus, tmp_path_factory):
-    ctx, rset, ids = build(corpus, tmp_path_factory.mktemp("retrieval"), get_encoder("minilm"))
-    return {s.mode: s for s in score_all(ctx, rset, ids)}
+def scores(retrieval_world):
+    return {s.mode: s for s in score_all(*retrieval_world)}
 
 
 @pytest.mark.slow
