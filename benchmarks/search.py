@@ -551,7 +551,7 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
     """Wrap the stages search() goes through with timers; yields one dict of seconds per search().
 
     Module attributes are looked up at call time (api.app imports `search` inside the endpoint,
-    search() calls its helpers by global name, the context calls runtime.make_encoder lazily), so
+    search() calls its helpers by global name, the context calls runtime.make_query_encoder lazily), so
     the app built inside this block is timed without changing project code.
     """
     import embed.runtime as runtime
@@ -576,11 +576,11 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
         return timed("search()", original_search)(*args, **kwargs)
 
     def timed_encoder(settings: Settings):
-        encoder = original_make_encoder(settings)
+        encoder = original_make_encoder(settings)  # the query encoder (the int8 export when it exists)
         encoder.embed_batch = timed("query embedding", encoder.embed_batch)
         return encoder
 
-    original_search, original_make_encoder = search_module.search, runtime.make_encoder
+    original_search, original_make_encoder = search_module.search, runtime.make_query_encoder
     patched = {(search_module, "vector_ranking"): "vector ranking",
                (search_module, "keyword_ranking"): "keyword ranking (tantivy)",
                (search_module, "_owners"): "passage owners (memory, else SQL)",
@@ -591,12 +591,12 @@ def stage_timers() -> Iterator[list[dict[str, float]]]:
     try:
         for (owner, name), label in patched.items():
             setattr(owner, name, timed(label, originals[(owner, name)]))
-        search_module.search, runtime.make_encoder = timed_search, timed_encoder
+        search_module.search, runtime.make_query_encoder = timed_search, timed_encoder
         yield requests
     finally:
         for (owner, name), original in originals.items():
             setattr(owner, name, original)
-        search_module.search, runtime.make_encoder = original_search, original_make_encoder
+        search_module.search, runtime.make_query_encoder = original_search, original_make_encoder
 
 
 @dataclass
