@@ -90,3 +90,24 @@ def test_an_up_to_date_database_is_opened_without_running_alembic(db_url, monkey
 
     monkeypatch.setattr(alembic.command, "upgrade", refuse)
     open_database(db_url).kw["bind"].dispose()
+
+
+def test_the_head_read_from_the_files_is_alembics(tmp_path):
+    from store.db import _scripts, head_revision
+
+    assert head_revision() == _scripts().get_current_head()
+
+
+def test_opening_a_database_at_head_imports_no_alembic(tmp_path):
+    """Alembic costs ~0.2 s to import: a CLI search (a database at head) never pays it."""
+    import subprocess
+    import sys
+
+    from store.db import open_database
+
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    open_database(url).kw["bind"].dispose()  # migrated here
+    code = ("import sys; from store.db import open_database; open_database(%r); "
+            "print('alembic' in sys.modules)" % url)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr[-500:]
