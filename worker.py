@@ -451,14 +451,15 @@ def _send_due(brief_id: int) -> list[str]:
         if brief is None:
             return []
         topic, day = brief.topic, brief.day
-        subscribers = [(s.id, s.email, s.timezone) for s in session.query(Subscriber).filter(Subscriber.active)
-                       if topic in (s.topics or [])]
+        subscribers = [(s.id, s.email, s.timezone, s.send_time) for s in session.query(Subscriber)
+                       .filter(Subscriber.active) if topic in (s.topics or [])]
     send_at = load_topic(settings, topic).send_at
     done = {(d.channel, d.target.strip().lower()) for d in deliveries_for(sessions, topic=topic, day=day)
             if d.status in (SENT, FAILED)}
     ttl, queued = settings.worker_brief_retry_seconds, []
-    for sid, email, zone in subscribers:
-        if ("email", email.strip().lower()) in done or not subscriber_due(day, send_at, _zone(zone)):
+    for sid, email, zone, own_time in subscribers:
+        at = _own_send_time(own_time) or send_at  # the subscriber's own (subscription page), else the topic's
+        if ("email", email.strip().lower()) in done or not subscriber_due(day, at, _zone(zone)):
             continue
         if enqueue_once(deliver_email, f"email:{brief_id}:{sid}", ttl, brief_id, sid):
             queued.append(f"email:{sid}")
@@ -466,6 +467,15 @@ def _send_due(brief_id: int) -> list[str]:
         if enqueue_once(post_slack, f"slack:{brief_id}", ttl, brief_id):
             queued.append("slack")
     return queued
+
+
+def _own_send_time(value: str | None):
+    from datetime import time
+
+    try:
+        return time.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _zone(name: str | None):

@@ -374,6 +374,7 @@ class Subscriber(Base):
     topics: Mapped[list] = mapped_column(JSON, default=list)
     unsubscribe_token: Mapped[str] = mapped_column(SafeString(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    send_time: Mapped[str | None] = mapped_column(SafeString(5))  # local HH:MM; None: the topic's send time
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
