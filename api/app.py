@@ -151,7 +151,8 @@ def create_app(settings: Settings) -> FastAPI:
     context = search_context(settings, sessions, serving=True)
     app = FastAPI(title="briefcast", version="0.1.0",
                   description="Semantic search over the news, podcasts and threads briefcast has read.",
-                  responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+                  responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+                  docs_url=None, redoc_url=None)  # api.web serves /docs and /redoc from local files
     _install_error_handlers(app)
     app.add_middleware(RequestSizeLimit)
     from api.slack.app import slack_router  # POST /slack/events; 503 while Slack is not configured
@@ -160,6 +161,9 @@ def create_app(settings: Settings) -> FastAPI:
     from api.unsubscribe import unsubscribe_router  # the email's unsubscribe link (GET asks, POST acts)
 
     app.include_router(unsubscribe_router(sessions))
+    from api.web import install_web  # the reader's pages, /static, offline /docs
+
+    install_web(app, settings, sessions, context)
 
     require_key = key_dependency(KeyChecker(sessions))
 

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_k: int = 50
 
+    # Web reader (api/web): pages beside the JSON API
+    web_public: bool = False  # true: pages open without signing in (a team intranet); POSTs still need CSRF
+    web_secret: SecretStr | None = None  # signs session cookies and CSRF tokens; default: data_dir/web-secret, made once
+    web_topic: str = "ai-geopolitics"  # the brief `/` opens
+    web_session_days: int = Field(default=14, ge=1, le=365)  # a sign-in lasts this long
+
     # Slack bot (api/slack): both secrets set, or the /slack routes answer 503
     slack_bot_token: SecretStr | None = None  # xoxb-...: chat.postMessage, auth.test
     slack_signing_secret: SecretStr | None = None  # verifies X-Slack-Signature on /slack/events
