@@ -20,12 +20,20 @@ What it measures, for each N in ``--sizes``, and prints as labelled tables:
    on a free 127.0.0.1 port (BRIEFCAST_* env, ``--encoder``, fake by default), and an httpx async
    load generator, bounded by request count and wall time, loopback only: ``--requests`` GET
    /search at each ``--concurrency``, for ``mode=vector`` and ``mode=hybrid``: latency p50/p99,
-   requests/s, errors.
+   requests/s, errors, the server's CPU per request and its RSS after the row. ``--filters``
+   rotates wide, narrow and empty filters (an empty answer where matches exist is counted wrong);
+   ``--rounds N`` repeats the rows on the same server (RSS that grows every round is a leak);
+   ``--query-baselines fake,torch`` (with ``--encoder minilm``) adds one-worker servers on the
+   same index whose queries go through the fake encoder (benchmarks/fake_query_server.py: what
+   the real encoder costs) or torch MiniLM. The load test: ``--sizes 100000 --encoder minilm
+   --requests 4000 --concurrency 8 --workers 1 --filters --rounds 3``; exit status 1 when a
+   request failed or answered wrong.
 3. Server memory: VmRSS and VmHWM (peak) summed over the server's processes (/proc/<pid>/status).
 4. Where a request's time goes: the same database and index in-process, requests sent one at a
    time through the ASGI app (``TestClient``), with timers wrapped around the encoder, FAISS
    ``search``, the keyword ranking, the grouping SQL and the hydration SQL; "outside search()" is
-   auth, FastAPI validation, the response model and JSON.
+   auth, FastAPI validation, the response model and JSON. The query encoder is the one the server
+   builds (``make_query_encoder``: with ``--encoder minilm``, the int8 ONNX export when found).
 5. Real MiniLM (all-MiniLM-L6-v2, torch, CPU) query-embedding latency in-process over 200 short
    queries, one per call, at torch's default threads and at one: add it to the fake-encoder HTTP
    figures for a real deployment.
@@ -37,7 +45,8 @@ Run from the repository root:
 
     .venv/bin/python -m benchmarks.search [--sizes 100000,1000000] [--queries 1000]
         [--encoder fake|minilm] [--requests 1000] [--concurrency 4,16] [--workers 1,2]
-        [--keyword-queries 300] [--server-index auto|flat|ivf]
+        [--keyword-queries 300] [--server-index auto|flat|ivf] [--filters] [--rounds 1]
+        [--query-baselines fake,torch]
 """
 
 from __future__ import annotations
@@ -182,6 +191,7 @@ class IndexRow:
     timed: int
     p50_1t_ms: float = float("nan")  # the same with FAISS limited to one OpenMP thread
     p99_1t_ms: float = float("nan")
+    recall_real: float = float("nan")  # recall@10 of the load's text queries, real query encoder (--encoder minilm)
 
 
 @dataclass
@@ -231,6 +241,19 @@ def _time_queries(index: VectorIndex, queries: np.ndarray, limit: int) -> list[f
     return times
 
 
+def real_query_vectors(args, texts: list[str], log: Callable[[str], None]) -> np.ndarray | None:
+    """The load's text queries as the server's query encoder embeds them (--encoder minilm), for a
+    second recall figure: these vectors are not drawn from the synthetic clusters, so IVF's
+    recall on them is a harder case than the clusters' own queries, not a forecast for real text."""
+    if args.encoder != "minilm":
+        return None
+    from embed.runtime import make_query_encoder
+
+    settings = bench_settings(args, Path(tempfile.gettempdir()) / "briefcast-search-bench-no-data")
+    log(f"encoding {len(texts)} text queries with the server's query encoder ({query_encoder_name(settings)})")
+    return make_query_encoder(settings).embed_batch(texts).astype(np.float32)
+
+
 def recall_at_k(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean([len(set(t) & set(f)) / K for t, f in zip(truth.tolist(), found.tolist(), strict=True)]))
 
@@ -244,7 +267,8 @@ def latency_pair(index: VectorIndex, queries: np.ndarray, limit: int,
 
 
 def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str, server_kind: str,
-                  server_nprobe: int, threads: int, log: Callable[[str], None]) -> IndexFigures:
+                  server_nprobe: int, threads: int, log: Callable[[str], None],
+                  real_queries: np.ndarray | None = None) -> IndexFigures:
     vectors = clusters.draw(n, seed=1000 + n)
     ids = np.arange(1, n + 1, dtype=np.int64)
     rows = []
@@ -252,6 +276,7 @@ def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str
     log(f"N={n:,}: building Flat")
     flat, seconds, delta, peak = timed_build(lambda: VectorIndex.build(model_id, ids, vectors, kind="flat"))
     scores, truth = flat.search(queries, K)
+    real_truth = flat.search(real_queries, K)[1] if real_queries is not None else None
     rows.append(IndexRow(n, "Flat (exact)", seconds, delta, peak, 1.0,
                          *latency_pair(flat, queries, FLAT_LATENCY_QUERIES, threads)))
     kept = flat if server_kind == "flat" else None
@@ -266,6 +291,8 @@ def measure_index(n: int, clusters: Clusters, queries: np.ndarray, model_id: str
         rows.append(IndexRow(n, f"IVF{ivf_lists(n)} nprobe {nprobe}", seconds if number == 0 else None,
                              delta if number == 0 else None, peak if number == 0 else None,
                              recall_at_k(truth, found), *latency_pair(ivf, queries, len(queries), threads)))
+        if real_truth is not None:
+            rows[-1].recall_real = recall_at_k(real_truth, ivf.search(real_queries, K)[1])
     ivf.set_nprobe(server_nprobe)
     if server_kind == "ivf":
         kept = ivf
@@ -402,16 +429,17 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(settings: Settings, log_path: Path, extra_env: dict[str, str],
-                   workers: int = 1) -> Iterator[tuple[str, int]]:
-    """`briefcast serve` on a free loopback port; yields (base URL, pid) once /health answers."""
+                   workers: int = 1, command: list[str] | None = None) -> Iterator[tuple[str, int]]:
+    """`briefcast serve` (or `command`, taking the same options) on a free loopback port; yields
+    (base URL, pid) once /health answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | extra_env | {
         "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
         "BRIEFCAST_ENCODER": settings.encoder, "BRIEFCAST_NPROBE": str(settings.nprobe),
         "BRIEFCAST_INDEX_KIND": settings.index_kind, "BRIEFCAST_API_HOST": LOOPBACK,
         "BRIEFCAST_CONFIG": str(settings.data_dir / "no-such.toml")}
-    command = [str(Path(sys.executable).parent / "briefcast"), "serve", "--host", LOOPBACK, "--port", str(port),
-               "--workers", str(workers)]
+    command = (command or [str(Path(sys.executable).parent / "briefcast"), "serve"]) + [
+        "--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://{LOOPBACK}:{port}"
@@ -453,8 +481,13 @@ class LoadRow:
     p99_ms: float
     max_ms: float
     errors: Counter = field(default_factory=Counter)
-    empty: int = 0  # 200 answers with no results
+    empty: int = 0  # 200 answers with no results where the filter matches passages: wrong
+    expected_empty: int = 0  # 200 answers with no results for the filter no passage passes: right
+    not_empty: int = 0  # results for the filter no passage passes: wrong
+    round_: int = 1
     server_cpu_ms: float = float("nan")  # the server's CPU per answered request: what load does not inflate
+    rss_after_mb: float = float("nan")  # the server's RSS when the run ended: flat across rounds, or growing
+    anon_after_mb: float = float("nan")  # of which anonymous (heap: a leak shows here; the rest is mapped files)
 
     @property
     def per_second(self) -> float:
@@ -470,7 +503,10 @@ def filter_mix(n: int) -> list[dict[str, str]]:
     return [{}, {"source": "1"}, {"kind": "article"}, {"lang": "en"},
             {"since": (epoch + timedelta(minutes=items // 2)).isoformat()},
             {"until": (epoch + timedelta(minutes=max(1, items // 100))).isoformat()},
-            {"kind": "episode"}]
+            EMPTY_FILTER]
+
+
+EMPTY_FILTER = {"kind": "episode"}  # no passage passes it: an answer with results is wrong
 
 
 async def run_load(base: str, key: str, queries: list[str], mode: str, concurrency: int, total: int, n: int,
@@ -480,7 +516,7 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
     assert httpx.URL(base).host == LOOPBACK, "the load generator talks to loopback only"
     latencies: list[float] = []
     errors: Counter = Counter()
-    empty = 0
+    empty = expected_empty = not_empty = 0
     numbers = itertools.count()
     load = os.getloadavg()[0]
     stop_at = time.monotonic() + LOAD_DEADLINE_S
@@ -488,11 +524,11 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=30, limits=limits) as client:
 
         async def worker() -> None:
-            nonlocal empty
+            nonlocal empty, expected_empty, not_empty
             while time.monotonic() < stop_at and (number := next(numbers)) < total:
                 params = {"q": queries[number % len(queries)], "k": K, "mode": mode}
-                if filters:
-                    params |= filters[number % len(filters)]
+                chosen = filters[number % len(filters)] if filters else {}
+                params |= chosen
                 started = time.perf_counter()
                 try:
                     response = await client.get("/search", params=params)
@@ -504,14 +540,19 @@ async def run_load(base: str, key: str, queries: list[str], mode: str, concurren
                     errors[f"HTTP {response.status_code}"] += 1
                     continue
                 latencies.append(elapsed)
-                empty += response.json()["count"] == 0
+                answered = response.json()["count"] > 0
+                if chosen == EMPTY_FILTER:
+                    expected_empty += not answered
+                    not_empty += answered
+                else:
+                    empty += not answered
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     p50, p99 = percentiles_ms(latencies)
     return LoadRow(n, server, load, mode, concurrency, len(latencies) + sum(errors.values()), len(latencies), wall,
-                   p50, p99, max(latencies, default=0.0) * 1000, errors, empty)
+                   p50, p99, max(latencies, default=0.0) * 1000, errors, empty, expected_empty, not_empty)
 
 
 def warm_up(base: str, key: str, queries: list[str], workers: int = 1) -> float:
@@ -605,6 +646,7 @@ class StageFigures:
     mode: str
     requests: int
     stages: dict[str, tuple[float, float, float, float]]  # name -> wall mean, p50, p99, CPU mean in ms
+    load: tuple[float, float] = (float("nan"), float("nan"))  # 1-minute load average before and after
 
 
 async def _sequential_requests(app, key: str, queries: list[str], mode: str) -> list[tuple[float, float]]:
@@ -645,6 +687,7 @@ def measure_stages(settings: Settings, key: str, queries: list[str], count: int,
     from api.app import create_app
 
     figures = []
+    load_before = os.getloadavg()[0]
     with stage_timers() as per_search:
         app = create_app(settings)
         for mode in MODES:  # load the encoder and the index, untimed
@@ -669,6 +712,7 @@ def measure_stages(settings: Settings, key: str, queries: list[str], count: int,
                 for name, v in stages.items() if not name.endswith(" CPU")}))
     auth = summarise(auth_seconds(settings, key, count))
     for figure in figures:
+        figure.load = (load_before, os.getloadavg()[0])
         figure.stages["  of which auth (verify_key + commit)"] = (*auth, float("nan"))
     return figures
 
@@ -718,12 +762,15 @@ def print_index(figures: list[IndexFigures], clusters: Clusters, queries: int) -
         print(f"   N={f.n:,}: mean cosine of the true 1st / {K}th neighbour {f.top1_cos:.3f} / {f.top10_cos:.3f}")
     print(f"{'':>54}{'default OpenMP threads':>27}{'1 OpenMP thread':>18}")
     print(f"{'N':>10}  {'index':<22}{'build s':>9}{'RSS +MB':>9}{'peak +MB':>10}{'recall@10':>11}"
-          f"{'p50 ms':>9}{'p99 ms':>9}{'queries':>9}{'p50 ms':>9}{'p99 ms':>9}")
+          f"{'p50 ms':>9}{'p99 ms':>9}{'queries':>9}{'p50 ms':>9}{'p99 ms':>9}{'recall, real q':>16}")
     for f in figures:
         for r in f.rows:
             print(f"{r.n:>10,}  {r.label:<22}{fmt(r.build_s):>9}{fmt(r.rss_delta_mb, '.0f'):>9}"
                   f"{fmt(r.peak_delta_mb, '.0f'):>10}{r.recall:>11.4f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.timed:>9}"
-                  f"{r.p50_1t_ms:>9.2f}{r.p99_1t_ms:>9.2f}")
+                  f"{r.p50_1t_ms:>9.2f}{r.p99_1t_ms:>9.2f}{r.recall_real:>16.4f}")
+    if any(r.recall_real == r.recall_real for f in figures for r in f.rows):
+        print("   recall, real q: the load's text queries embedded by the server's query encoder, searched in"
+              "\n   the same synthetic vectors; they fall between the clusters, a harder case than real text")
 
 
 def print_server(figures: list[ServerFigures], settings_line: str) -> None:
@@ -731,23 +778,30 @@ def print_server(figures: list[ServerFigures], settings_line: str) -> None:
     print(f"{'N':>10}  {'index':<8}{'file MB':>8}{'db MB':>8}{'populate s':>11}")
     for s in figures:
         print(f"{s.n:>10,}  {s.index_kind:<8}{s.index_file_mb:>8.0f}{s.db_mb:>8.0f}{s.populate_s:>11.1f}")
-    print(f"{'N':>10}  {'server':<18}{'mode':<8}{'conc':>5}{'ok/sent':>11}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'max ms':>9}{'CPU ms/req':>11}{'wall s':>8}{'load':>6}  p99<={TARGET_P99_MS:.0f}ms  errors")
+    print("   RSS MB = the server's RSS when the row ended, anon = its anonymous part (the heap; the rest is"
+          "\n   mapped files: SQLite's memory map, tantivy); round = --rounds; with --filters, 'empty' counts"
+          "\n   answers without results where the filter matches passages (wrong), 'right-empty' the filter none passes")
+    print(f"{'N':>10}  {'server':<40}{'round':>6} {'mode':<8}{'conc':>5}{'ok/sent':>11}{'req/s':>8}{'p50 ms':>9}"
+          f"{'p99 ms':>9}{'max ms':>9}{'CPU ms/req':>11}{'RSS MB':>8}{'anon':>7}{'wall s':>8}{'load':>6}  p99<={TARGET_P99_MS:.0f}ms"
+          "  errors")
     for s in figures:
         for r in s.loads:
             verdict = "met" if r.p99_ms <= TARGET_P99_MS else "MISSED"
             errors = ", ".join(f"{k} {v}" for k, v in r.errors.items()) or "-"
-            if r.empty:
-                errors += f"; {r.empty} empty answers"
-            print(f"{r.n:>10,}  {r.server:<18}{r.mode:<8}{r.concurrency:>5}{f'{r.ok}/{r.sent}':>11}{r.per_second:>8.1f}"
-                  f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.server_cpu_ms:>11.2f}{r.wall_s:>8.1f}"
+            errors += f"; {r.empty} empty" + (f", {r.expected_empty} right-empty" if r.expected_empty else "")
+            if r.not_empty:
+                errors += f", {r.not_empty} with results for a filter no passage passes"
+            print(f"{r.n:>10,}  {r.server:<40}{r.round_:>6} {r.mode:<8}{r.concurrency:>5}{f'{r.ok}/{r.sent}':>11}"
+                  f"{r.per_second:>8.1f}"
+                  f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.server_cpu_ms:>11.2f}{r.rss_after_mb:>8.0f}{r.anon_after_mb:>7.0f}"
+                  f"{r.wall_s:>8.1f}"
                   f"{r.load_avg:>6.1f}  {verdict:<12}{errors}")
     print("\n3. server memory (/proc/<pid>/status summed over the supervisor and its workers; pages of the"
           "\n   memory-mapped keyword index count once per process that touched them); idle = before the first search")
-    print(f"{'N':>10}  {'server':<12}{'RSS idle MB':>12}{'RSS warm MB':>12}{'RSS end MB':>11}{'VmHWM MB':>10}{'warm-up s':>10}")
+    print(f"{'N':>10}  {'server':<40}{'RSS idle MB':>12}{'RSS warm MB':>12}{'RSS end MB':>11}{'VmHWM MB':>10}{'warm-up s':>10}")
     for s in figures:
         for label, (idle, warm, end, hwm, warm_s) in s.memory.items():
-            print(f"{s.n:>10,}  {label:<12}{idle:>12.0f}{warm:>12.0f}{end:>11.0f}{hwm:>10.0f}{warm_s:>10.1f}")
+            print(f"{s.n:>10,}  {label:<40}{idle:>12.0f}{warm:>12.0f}{end:>11.0f}{hwm:>10.0f}{warm_s:>10.1f}")
 
 
 def print_keywords(figures: list[KeywordFigures]) -> None:
@@ -770,8 +824,33 @@ def print_stages(figures: list[StageFigures]) -> None:
           "\n   (inflated by other load on the machine) and CPU (thread CPU per stage, process CPU per request)")
     print(f"{'N':>10}  {'mode':<8}{'stage':<40}{'mean ms':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms':>9}")
     for f in figures:
+        print(f"{f.n:>10,}  {f.mode:<8}(load average {f.load[0]:.1f} before, {f.load[1]:.1f} after; {f.requests} requests)")
         for name, (mean, p50, p99, cpu) in f.stages.items():
             print(f"{f.n:>10,}  {f.mode:<8}{name:<40}{mean:>9.2f}{p50:>9.2f}{p99:>9.2f}{cpu:>9.2f}")
+
+
+def load_test_verdicts(server: list[ServerFigures]) -> bool:
+    """Per server: errors and wrong answers over every row, and the RSS from the end of round 1
+    (caches filled) to the end of the last round; True when no request failed or answered wrong."""
+    clean = True
+    print("\nload test (every row of each server; RSS growth = end of the last round minus end of round 1):")
+    for s in server:
+        by_label: dict[str, list[LoadRow]] = defaultdict(list)
+        for r in s.loads:
+            by_label[r.server].append(r)
+        for label, rows in by_label.items():
+            failed = sum(sum(r.errors.values()) for r in rows)
+            wrong = sum(r.empty + r.not_empty for r in rows)
+            ends = {r.round_: r.rss_after_mb for r in rows}  # the last row of each round
+            anon = {r.round_: r.anon_after_mb for r in rows}
+            growth = ends[max(ends)] - ends[min(ends)] if len(ends) > 1 else float("nan")
+            anon_growth = anon[max(anon)] - anon[min(anon)] if len(anon) > 1 else float("nan")
+            clean &= failed == 0 and wrong == 0
+            print(f"   N={s.n:,} {label}: {sum(r.ok for r in rows)}/{sum(r.sent for r in rows)} answered, {failed} failed, "
+                  f"{wrong} wrong (empty where matches exist, or results where none can); RSS per round "
+                  f"{', '.join(f'{v:.0f}' for v in ends.values())} MB, growth after round 1 {growth:+.0f} MB "
+                  f"(anonymous {anon_growth:+.0f} MB)")
+    return clean
 
 
 def print_verdicts(index: list[IndexFigures], server: list[ServerFigures], nprobe: int) -> None:
@@ -808,13 +887,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-index", choices=("auto", "flat", "ivf"), default="auto",
                         help="which of the two indexes the server gets")
     parser.add_argument("--no-http", action="store_true", help="part 1 only")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the load runs: a server whose RSS keeps growing round after round leaks")
     parser.add_argument("--filters", action="store_true",
                         help="each load request carries one of a rotation of filters (wide, narrow, empty)")
     parser.add_argument("--workers", type=ints, default=[1, 2], help="comma-separated uvicorn worker counts")
+    parser.add_argument("--query-baselines", type=lambda text: [x for x in text.split(",") if x], default=[],
+                        help="comma-separated, of fake,torch: also load one-worker servers whose queries go through "
+                             "the fake encoder (what the real one costs) or torch MiniLM, same index, same run")
     parser.add_argument("--no-minilm", dest="minilm", action="store_false", help="skip part 5 (real encoder latency)")
     parser.add_argument("--keyword-queries", type=int, default=300, help="queries for FTS5 vs tantivy in-process")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and indexes here (default: a temp dir)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = set(args.query_baselines) - {"fake", "torch"}
+    if unknown or (args.query_baselines and args.encoder != "minilm"):
+        parser.error(f"--query-baselines takes fake and torch, with --encoder minilm (not {sorted(unknown)})")
+    return args
 
 
 def bench_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
@@ -912,6 +1000,34 @@ def tree_mb(pid: int, field: str = "VmRSS") -> float:
     return sum(proc_status_kb(p).get(field, 0) for p in process_tree(pid)) / 1024
 
 
+# Servers to compare on the same index in the same run: (command, extra environment); None = briefcast serve.
+VARIANTS: dict[str, tuple[list[str] | None, dict[str, str]]] = {
+    "default": (None, {}),  # the query encoder search builds (make_query_encoder)
+    "fake": ([sys.executable, "-m", "benchmarks.fake_query_server"], {}),  # ~free queries: the baseline
+    "torch": (None, {"BRIEFCAST_QUERY_ENCODER": "encoder"}),  # the passage encoder, torch MiniLM
+}
+
+
+def server_variants(args) -> list[tuple[int, str]]:
+    """(workers, variant) in run order: each worker count with the default query encoder, the
+    baselines (--query-baselines) with one worker right after the default one-worker server."""
+    runs = []
+    for workers in args.workers:
+        runs.append((workers, "default"))
+        if workers == 1:
+            runs.extend((1, variant) for variant in args.query_baselines)
+    return runs
+
+
+def query_encoder_name(settings: Settings) -> str:
+    """What make_query_encoder gives the server: the int8 export for MiniLM when one is found."""
+    from embed.runtime import onnx_query_model
+
+    if settings.encoder == "minilm" and settings.query_encoder == "auto" and onnx_query_model(settings):
+        return "onnx-int8"
+    return settings.encoder
+
+
 def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[str], model_id: str,
              root: Path, log: Callable[[str], None]) -> tuple[ServerFigures, list[StageFigures], KeywordFigures]:
     data_dir = root / f"n{n}"
@@ -936,22 +1052,27 @@ def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[
     index_mb = (settings.index_dir / meta.file).stat().st_size / 2**20
     db_mb = sum(p.stat().st_size for p in data_dir.glob("briefcast.db*")) / 2**20
     loads, memory = [], {}
-    for workers in args.workers:
-        label = f"workers={workers}"
-        log(f"N={n:,}: starting briefcast serve ({label})")
-        with running_server(settings, data_dir / f"server-{workers}.log", {}, workers) as (base, pid):
+    for workers, variant in server_variants(args):
+        label = f"workers={workers}, queries {query_encoder_name(settings) if variant == 'default' else variant}"
+        command, env = VARIANTS[variant]
+        log(f"N={n:,}: starting briefcast serve ({label}), load avg {load_avg()}")
+        with running_server(settings, data_dir / f"server-{workers}-{variant}.log", env, workers,
+                            command) as (base, pid):
             idle = tree_mb(pid)
             warm_s = warm_up(base, key, queries, workers)
             warm = tree_mb(pid)
-            for mode in MODES:
-                for concurrency in args.concurrency:
-                    log(f"N={n:,}: load {mode} x{concurrency} ({label})")
-                    cpu_before = tree_cpu_s(pid)
-                    mix = filter_mix(n) if args.filters else None
-                    row = asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n,
-                                               label + (", mixed filters" if mix else ""), mix))
-                    row.server_cpu_ms = (tree_cpu_s(pid) - cpu_before) * 1000 / max(1, row.ok)
-                    loads.append(row)
+            for number in range(1, args.rounds + 1):
+                for mode in MODES:
+                    for concurrency in args.concurrency:
+                        log(f"N={n:,}: load {mode} x{concurrency} ({label}, round {number}), load avg {load_avg()}")
+                        cpu_before = tree_cpu_s(pid)
+                        mix = filter_mix(n) if args.filters else None
+                        row = asyncio.run(run_load(base, key, queries, mode, concurrency, args.requests, n,
+                                                   label + (", filters" if mix else ""), mix))
+                        row.server_cpu_ms = (tree_cpu_s(pid) - cpu_before) * 1000 / max(1, row.ok)
+                        row.rss_after_mb, row.anon_after_mb = tree_mb(pid), tree_mb(pid, "RssAnon")
+                        row.round_ = number
+                        loads.append(row)
             memory[label] = (idle, warm, tree_mb(pid), tree_mb(pid, "VmHWM"), warm_s)
     log(f"N={n:,}: stage breakdown in-process")
     stages = measure_stages(settings, key, queries, args.stage_queries, n)
@@ -975,16 +1096,16 @@ def main(argv: list[str] | None = None) -> int:
     query_vectors = clusters.draw(args.queries, seed=3)
     corpus = Corpus.make()
     text_queries = corpus.queries(max(args.requests, args.stage_queries, 100))
-    encoder = None
+    encoder = None  # torch MiniLM, loaded by part 5 only: the server and part 4 build their own query encoder
     if args.encoder == "fake":
         from embed.encoder import FakeEncoder
 
         model_id = FakeEncoder().model_id
     else:
-        from embed.encoder import get_encoder
+        from embed.encoder import MINILM_MODEL_ID
 
-        encoder = get_encoder("minilm")
-        model_id = encoder.model_id
+        model_id = MINILM_MODEL_ID
+    real_queries = real_query_vectors(args, text_queries[:args.queries], log)
     nprobe = Settings.model_fields["nprobe"].default
 
     index_figures, server_figures, stage_figures, keyword_figures = [], [], [], []
@@ -993,7 +1114,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sorted(args.sizes):
             server_kind = choose_kind(n, args.server_index)
             figures = measure_index(n, clusters, query_vectors, model_id, server_kind, nprobe,
-                                    faiss.omp_get_max_threads(), log)
+                                    faiss.omp_get_max_threads(), log, real_queries)
             index_figures.append(figures)
             if args.no_http:
                 figures.kept = None
@@ -1023,9 +1144,10 @@ def main(argv: list[str] | None = None) -> int:
         for threads, p50, p99 in minilm:
             print(f"   torch {threads} thread(s): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print_verdicts(index_figures, server_figures, nprobe)
+    clean = load_test_verdicts(server_figures) if server_figures else True
     print(f"\nwall {time.perf_counter() - started:.0f} s; load avg {load_avg()} at the end; "
           f"peak RSS of this process {hwm_mb():.0f} MB (since the last reset)")
-    return 0
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":
