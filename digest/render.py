@@ -13,7 +13,6 @@ import dataclasses
 import html
 import json
 import re
-import urllib.parse
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -24,6 +23,8 @@ import jinja2
 import nh3
 
 from digest.summary.schema import DailyBrief, InsightCard, PodcastInsight, Sentence, SourceRef, StoryBrief, to_dict
+from store.links import moment_url as timestamp_url  # noqa: F401  (re-exported: tests and templates use these names)
+from store.links import safe_url
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOP_CARDS = 5
@@ -35,7 +36,6 @@ UNVERIFIED_HEADING = "Unverified: only social posts carry these claims"
 UNVERIFIED_NOTE = "No independent article or episode confirms them; they are shown for awareness, not ranked as insights."
 _CITATION = re.compile(r"\s*\[(\d{1,2})\]")
 _END = re.compile(r"[.!?…:;]+[\"'”’)]*$")
-_YOUTUBE = ("youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be")
 
 
 # --- sanitising -------------------------------------------------------------------------------
@@ -50,30 +50,6 @@ def clean_text(value: str | None) -> str:
             break
         text = cleaned
     return " ".join(text.split())
-
-
-def safe_url(value: str | None) -> str | None:
-    """Only absolute http(s) links reach a message; `javascript:` and friends are dropped."""
-    if not value:
-        return None
-    url = "".join(ch for ch in value.strip() if ch.isprintable() and not ch.isspace())
-    parts = urllib.parse.urlsplit(url)
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def timestamp_url(url: str | None, seconds: float | None) -> str | None:
-    """A link that opens the episode at `seconds` where the URL allows it (YouTube ?t=, media #t=)."""
-    url = safe_url(url)
-    if url is None or seconds is None:
-        return url
-    at = max(0, int(seconds))
-    parts = urllib.parse.urlsplit(url)
-    if parts.hostname in _YOUTUBE:
-        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "t"] + [("t", f"{at}s")]
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-    if parts.fragment:  # the fragment already means something to that page: leave it alone
-        return url
-    return urllib.parse.urlunsplit(parts._replace(fragment=f"t={at}"))
 
 
 def clock(seconds: float | None) -> str:

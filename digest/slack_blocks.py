@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 from digest.summary.schema import DailyBrief, InsightCard, PodcastInsight, Sentence, SourceRef
+from store.links import moment_url
 
 MAX_BLOCKS = 50
 MAX_HEADER = 150
@@ -72,7 +73,8 @@ def _day(published: str | None) -> str | None:
 
 def source_line(ref: SourceRef) -> str:
     """`<url|title> · Publisher · 2026-11-30 · at 12:34` (the time for episodes)."""
-    parts = [link(ref.url, ref.title), escape(ref.publisher)]
+    url = moment_url(ref.url, ref.start) if ref.kind == "episode" else ref.url  # opens the episode at the moment
+    parts = [link(url, ref.title), escape(ref.publisher)]
     if _day(ref.published):
         parts.append(_day(ref.published))
     if ref.kind == "episode" and clock(ref.start):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from embed.encoder import Encoder
 from embed.index import IndexMismatchError, IndexReader, Snapshot
 from embed.owners import PassageOwners, owners_from_database
+from store.links import moment_url, safe_url
 from store.models import Item, Passage, Source
 
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of top ranks
@@ -61,6 +62,9 @@ class SearchHit:
     end: float | None = None
     speaker: str | None = None
     more_passages: int = 0  # other matching passages of the same item, folded into this hit
+    # Where to open the hit: an episode's URL at the passage's moment (`#t=754`, `?t=754s` on
+    # YouTube), else the item's URL; only http(s).
+    link: str | None = None
 
 
 @dataclass
@@ -296,5 +300,6 @@ def _hydrate(conn: Connection, grouped: list[tuple[int, float, int]], k: int) ->
             item_id=item_id, passage_id=pid, title=title, url=url, source=s_title or s_url, source_id=source_id,
             published=published, kind=kind, language=language, text=text, score=round(score, 6),
             start=start, end=end, speaker=speaker, more_passages=more,
+            link=moment_url(url, start) if kind == "episode" else safe_url(url),
         ))
     return hits

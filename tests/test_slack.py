@@ -416,7 +416,7 @@ def test_ask_acknowledges_then_answers_with_sources(bot, slack):
     assert_valid_blocks(answer["blocks"])
     text = all_text(answer["blocks"])
     assert "<https://news.example/a|Chip rules count memory bandwidth>" in text and "2026-11-30" in text
-    assert "<https://pod.example/42|Compute Pod 42>" in text and "at 1:01–1:10" in text and "Chip Wire" in text
+    assert "<https://pod.example/42#t=61|Compute Pod 42>" in text and "at 1:01–1:10" in text and "Chip Wire" in text
 
 
 def test_ask_on_an_empty_index_says_nothing_matches(tmp_path, sqlite_url, slack):
@@ -496,7 +496,7 @@ def test_briefcast_serve_answers_signed_slack_requests(tmp_path, slack):
         ack = httpx.post(base + "/slack/events", content=body, headers=slack_headers(body), timeout=30)
         assert ack.status_code == 200 and "Searching" in ack.json()["text"]
         (answer,) = slack.wait_for("/hooks/T0TEAM/1234/77.77.77")
-        assert "<https://pod.example/42|Compute Pod 42>" in all_text(answer["blocks"])
+        assert "<https://pod.example/42#t=61|Compute Pod 42>" in all_text(answer["blocks"])
         body = command_body("/brief", "", slack, trigger="88.88.88")
         brief = httpx.post(base + "/slack/events", content=body, headers=slack_headers(body), timeout=30)
         assert "Insight 3" in all_text(brief.json()["blocks"])

@@ -72,7 +72,7 @@ def test_answers_show_title_link_publisher_date_and_the_episode_timestamp():
     assert_valid_blocks(blocks)
     text = all_text(blocks)
     assert "*Q:* what about &lt;export&gt; controls?" in text
-    assert "<https://pod.example/42|Compute Pod 42> · Compute Pod · 2026-11-29 · at 1:02:05–1:03:10" in text
+    assert "<https://pod.example/42#t=3725|Compute Pod 42> · Compute Pod · 2026-11-29 · at 1:02:05–1:03:10" in text
     assert "2 more matching passage(s) in this episode" in text
     excerpt = next(b for b in blocks if b["type"] == "section" and "at 1:02:05" in b["text"]["text"])["text"]["text"]
     assert len(excerpt.split("\n>", 1)[1]) <= bk.EXCERPT_CHARS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from digest.slack_blocks import MAX_FALLBACK_TEXT, clip, clock, context, divider, escape, link, section, within_limit
 from embed.search import SearchHit
+from store.links import moment_url
 
 EXCERPT_CHARS = 400
 
@@ -16,7 +17,8 @@ EXCERPT_CHARS = 400
 
 
 def hit_line(hit: SearchHit) -> str:
-    parts = [link(hit.url, hit.title or "(untitled)"), escape(hit.source)]
+    url = moment_url(hit.url, hit.start) if hit.kind == "episode" else hit.url  # an episode opens at the moment
+    parts = [link(url, hit.title or "(untitled)"), escape(hit.source)]
     if hit.published:
         parts.append(hit.published.date().isoformat())
     if hit.kind == "episode" and clock(hit.start):
