@@ -68,6 +68,10 @@ def _register() -> None:
     app.command("digest")(digest.digest)
     from api.commands.explain import explain
     app.command("explain")(explain)
+    from api.commands import stories
+    from api.commands.status import status
+    app.command("status")(status)
+    app.add_typer(stories.app, name="stories")
     from api.slack import cli as slack_cli
     app.add_typer(slack_cli.app, name="slack")
 
