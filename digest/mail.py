@@ -217,12 +217,31 @@ def subscriber_message(settings: Settings, brief: DailyBrief, subscriber: Subscr
                        date: datetime | None = None) -> tuple[RenderedBrief, EmailMessage]:
     """The message one subscriber gets: their persona's cards, their unsubscribe link, the delivery's Message-ID."""
     links = unsubscribe_links(settings, subscriber.unsubscribe_token)
-    rendered = render_brief(brief, persona=subscriber.persona, unsubscribe_url=links.https)
+    rendered = render_brief(brief, persona=subscriber.persona, unsubscribe_url=links.https,
+                            manage_url=subscriber_page_url(settings, subscriber), web_url=brief_page_url(settings, brief))
     key = idempotency_key("email", subscriber.email, brief.topic, brief.day)
     message = build_message(rendered, to_addr=subscriber.email, to_name=subscriber.name, from_addr=settings.smtp_from,
                             message_id=message_id_for(key, settings.smtp_from), unsubscribe=links,
                             list_id=list_id(brief.topic, settings.smtp_from), date=date)
     return rendered, message
+
+
+def subscriber_page_url(settings: Settings, subscriber: Subscriber) -> str | None:
+    """The signed link to the subscriber's settings page on the web reader (none for a test send)."""
+    from digest.manage_links import manage_url
+
+    if subscriber.id is None or not subscriber.unsubscribe_token:
+        return None
+    return manage_url(settings.public_base_url, subscriber.id, subscriber.unsubscribe_token)
+
+
+def brief_page_url(settings: Settings, brief: DailyBrief) -> str | None:
+    """"View in a browser": only where the reader's pages are public; elsewhere a subscriber, who
+    has no API key, would meet the sign-in form."""
+    if not settings.web_public:
+        return None
+    quoted = urllib.parse.quote(brief.topic, safe="")
+    return f"{settings.public_base_url.rstrip('/')}/briefs/{quoted}/{brief.day}"
 
 
 def send_brief_email(settings: Settings, sessions: sessionmaker[Session], *, subscriber_id: int, brief_id: int,

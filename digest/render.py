@@ -30,7 +30,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOP_CARDS = 5
 PREHEADER_CHARS = 140
 WORDS_PER_MINUTE = 230
-_NOT_READ = {"url", "unsubscribe_url", "web_url", "kind", "published", "topic", "day", "anchor", "line", "sources",
+_NOT_READ = {"url", "unsubscribe_url", "web_url", "manage_url", "kind", "published", "topic", "day", "anchor", "line", "sources",
              "related"}
 UNVERIFIED_HEADING = "Unverified: only social posts carry these claims"
 UNVERIFIED_NOTE = "No independent article or episode confirms them; they are shown for awareness, not ranked as insights."
@@ -149,6 +149,7 @@ class BriefView:
     reading_minutes: int
     unverified_heading: str = UNVERIFIED_HEADING
     unverified_note: str = UNVERIFIED_NOTE
+    manage_url: str | None = None  # the subscriber's settings page (digest.manage_links)
 
     @property
     def preheader(self) -> str:
@@ -261,7 +262,8 @@ def select_cards(brief: DailyBrief, persona: str | None, limit: int = TOP_CARDS)
     return out[:limit]
 
 
-def brief_view(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url: str | None = None, web_url: str | None = None) -> BriefView:
+def brief_view(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url: str | None = None,
+               web_url: str | None = None, manage_url: str | None = None) -> BriefView:
     podcast_insights = brief.podcasts.insights if brief.podcasts else []
     shown = select_cards(brief, persona)
     cards = [card_view(c, podcast_insights) for c in shown]
@@ -272,6 +274,7 @@ def brief_view(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url
         podcasts=[insight_view(i) for i in podcast_insights if i.story_id not in {c.story_id for c in shown}],
         unverified=[t for t in (clean_text(s.text) for s in brief.unverified) if t],
         unsubscribe_url=safe_url(unsubscribe_url), web_url=safe_url(web_url), reading_minutes=1,
+        manage_url=safe_url(manage_url),
     )
     view.reading_minutes = max(1, round(_words(view) / WORDS_PER_MINUTE))
     return view
@@ -337,9 +340,10 @@ def subject_line(view: BriefView) -> str:
     return f"{view.topic_title} brief, {view.day_long}: {lead}"
 
 
-def render_brief(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url: str | None = None, web_url: str | None = None) -> RenderedBrief:
-    view = brief_view(brief, persona=persona, unsubscribe_url=unsubscribe_url,
-                      web_url=web_url)
+def render_brief(brief: DailyBrief, *, persona: str | None = None, unsubscribe_url: str | None = None,
+                 web_url: str | None = None, manage_url: str | None = None) -> RenderedBrief:
+    view = brief_view(brief, persona=persona, unsubscribe_url=unsubscribe_url, web_url=web_url,
+                      manage_url=manage_url)
     env = _environment()
     subject = subject_line(view)
     page = env.get_template("brief.html.j2").render(v=view, subject=subject)
