@@ -273,3 +273,23 @@ def test_send_brief_fans_out_to_due_subscribers_of_the_topic_once(settings, redi
     worker.use_settings(settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-test"), "slack_channel": "C0123"}))
     assert worker.send_brief.apply(args=[past]).get() == ["slack"]
     assert worker.send_brief.apply(args=[12345]).get() == []  # a brief that is gone
+
+
+def test_a_subscribers_own_send_time_replaces_the_topics(settings, redis_server):
+    """Set on the subscription page: 00:00 is always past today, 23:59 is not (the topic says 07:00)."""
+    from digest.subscribers import add_subscriber
+    from store.models import Subscriber
+    from tests.email_helpers import sample_brief, store_brief
+
+    sessions = open_database(settings.db_url)
+    ids = {}
+    for name, own in (("early", "00:00"), ("late", "23:59"), ("topic", None)):
+        ids[name] = add_subscriber(sessions, f"{name}@example.org", topics=["ai-geopolitics"], timezone="UTC")[0].id
+        with sessions() as session, session.begin():
+            session.get(Subscriber, ids[name]).send_time = own
+    now = datetime.now(UTC)
+    queued = set(worker.send_brief.apply(args=[store_brief(sessions, sample_brief(now.date().isoformat()))]).get())
+    assert f"email:{ids['early']}" in queued
+    if now.time() < time(23, 59):
+        assert f"email:{ids['late']}" not in queued
+    assert (f"email:{ids['topic']}" in queued) == (now.time() >= time(7, 0))
