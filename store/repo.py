@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, object_session
 
 from store import caps
 from store.entry import Entry, Segment, content_hash, entry_hash, stable_key, transcript_text
-from store.models import FetchAttempt, Item, Source, Tombstone, TranscriptSegment
+from store.models import FetchAttempt, Item, Passage, Source, Tombstone, TranscriptSegment
 
 # --- sources ---------------------------------------------------------------------------------
 
@@ -27,11 +27,33 @@ def add_source(
     if existing is not None:
         if weight is not None:
             existing.weight = weight
+        existing.active = True  # a removed source added again is fetched again (its tombstones still hold)
         return existing, False
     source = Source(url=url, kind=kind, topic=topic, title=title, weight=1.0 if weight is None else weight)
     session.add(source)
     session.flush()
     return source, True
+
+
+def find_source(session: Session, id_or_url: str) -> Source | None:
+    """A source by its id (digits) or its exact feed URL."""
+    key = id_or_url.strip()
+    if key.isdigit():
+        return session.get(Source, int(key))
+    return session.scalar(select(Source).where(Source.url == key))
+
+
+def purge_source_items(session: Session, source_id: int, reason: str | None = None) -> tuple[int, int]:
+    """Delete every item of a source, each leaving a tombstone (a later fetch of the feed does not
+    bring them back); their passages go with them, and the next embed drops their vectors and
+    keyword entries. Returns (items, passages) deleted."""
+    passages = session.scalar(select(func.count()).select_from(Passage).join(Item, Passage.item_id == Item.id)
+                              .where(Item.source_id == source_id))
+    ids = list(session.scalars(select(Item.id).where(Item.source_id == source_id).order_by(Item.id)))
+    for item_id in ids:
+        delete_item(session, item_id, reason)
+    session.flush()
+    return len(ids), int(passages or 0)
 
 
 def source_exists(session: Session, url: str) -> bool:

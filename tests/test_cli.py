@@ -56,13 +56,13 @@ def test_source_weights_from_the_cli_and_a_sources_file(tmp_path):
 
 def test_opml_import_and_list(tmp_path, corpus):
     opml = corpus / "feeds/netnewswire/opml/Subs.opml"
-    result = briefcast(tmp_path, "sources", "import", str(opml), "--topic", "apple")
+    result = briefcast(tmp_path, "sources", "import", str(opml), "--topic", "ai-geopolitics")  # a known topic
     assert result.returncode == 0, result.stderr
     assert "207 sources in Subs.opml: 207 added" in result.stdout
     again = briefcast(tmp_path, "sources", "import", str(opml))
     assert "0 added, 207 already present" in again.stdout
     listed = json.loads(briefcast(tmp_path, "sources", "list", "--json").stdout)
-    assert len(listed) == 207 and listed[0]["topic"] == "apple" and listed[0]["last_status"] is None
+    assert len(listed) == 207 and listed[0]["topic"] == "ai-geopolitics" and listed[0]["last_status"] is None
 
 
 def test_fetch_json_follows_the_contract(tmp_path):
