@@ -268,6 +268,26 @@ def send_brief_email(settings: Settings, sessions: sessionmaker[Session], *, sub
     )
 
 
+def send_test_email(settings: Settings, brief: DailyBrief, to_addr: str, *, persona: str | None = None,
+                    transport: SmtpTransport | None = None) -> str:
+    """The brief sent now to one address as a test; returns its Message-ID.
+
+    No subscriber row and no delivery row: the day's deliveries are untouched, so the real
+    subscribers (this address too, if it is one) still get theirs. The message has its own
+    Message-ID — a mailbox that drops repeated Message-IDs must not later drop the real brief —,
+    "[test]" in the subject, and an unsubscribe link that matches no subscriber."""
+    import uuid
+
+    from digest.subscribers import normalise_email
+
+    tester = Subscriber(email=normalise_email(to_addr), name=None, persona=persona, unsubscribe_token="test")
+    _, message = subscriber_message(settings, brief, tester)
+    domain = sender_address(settings.smtp_from).rsplit("@", 1)[1]
+    message.replace_header("Message-ID", f"<brief-test.{uuid.uuid4().hex}@{domain}>")
+    message.replace_header("Subject", f"[test] {message['Subject']}")
+    return (transport or SmtpTransport(SmtpConfig.from_settings(settings))).send(message)
+
+
 def email_recipients(sessions: sessionmaker[Session], topic: str) -> list[int]:
     """Ids of the active subscribers of a topic, for a deliver task to fan out over."""
     from digest.subscribers import list_subscribers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -80,11 +81,14 @@ def _view(row: Subscriber) -> SubscriberView:
 
 
 def add_subscriber(sessions: sessionmaker[Session], email: str, *, name: str | None = None,
-                   topics: list[str] | None = None, persona: str | None = None, timezone: str = "UTC",
-                   known_topics: set[str] | None = None) -> tuple[SubscriberView, bool]:
-    """Add (or update and re-activate) a subscriber; returns it and whether it is new."""
+                   topics: list[str] | None = None, persona: str | None = None, timezone: str | None = None,
+                   known_topics: set[str] | None = None, default_topics: list[str] | None = None,
+                   check_persona: Callable[[str, list[str]], str] | None = None) -> tuple[SubscriberView, bool]:
+    """Add a subscriber, or update one and make it active again: only the fields given (not None)
+    change; a new one gets `default_topics` and UTC where nothing is given. `check_persona(persona,
+    topics)` returns the persona as spelt by the topics' profiles or raises SubscriberError."""
     address = normalise_email(email)
-    zone = check_timezone(timezone)
+    zone = None if timezone is None else check_timezone(timezone)
     wanted = list(dict.fromkeys(t.strip() for t in (topics or []) if t.strip()))
     if known_topics is not None:
         unknown = [t for t in wanted if t not in known_topics]
@@ -98,9 +102,10 @@ def add_subscriber(sessions: sessionmaker[Session], email: str, *, name: str | N
             row = Subscriber(email=address, unsubscribe_token=secrets.token_urlsafe(24), topics=[])
             session.add(row)
         row.name = name if name is not None else row.name
-        row.persona = persona if persona is not None else row.persona
-        row.timezone = zone
-        row.topics = wanted or list(row.topics or [])
+        row.timezone = zone or row.timezone or "UTC"
+        row.topics = wanted or list(row.topics or []) or list(default_topics or [])
+        if persona is not None:
+            row.persona = check_persona(persona, row.topics) if check_persona and persona else (persona or None)
         row.active = True
         session.flush()
         return _view(row), created

@@ -25,21 +25,28 @@ def digest(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="with --send: try again where a server refused for good"),
     rebuild: bool = typer.Option(False, "--rebuild", help="build the day's brief anew (after changing the summariser "
                                  "or the topic profile); refused once any of it was sent"),
+    to: str | None = typer.Option(None, "--to", help="with --send: send it now to this one address only, as a test "
+                                  "(no subscriber needed, not recorded as the day's delivery)"),
+    persona: str | None = typer.Option(None, "--persona", help="with --to: the cards this persona's readers get"),
 ) -> None:
     """Build (or load) the day's brief, write .html, .txt, .json and .eml, and optionally send it."""
+    from api.commands.choices import UnknownName, checked_persona, checked_topic, fail
     from digest.compose import BriefAlreadySent, build_daily_brief
     from digest.mail import MailConfigError, sender_address, write_brief_files
+    from digest.subscribers import SubscriberError, normalise_email
     from digest.topics import TopicError, load_topic
 
     app = ctx.obj
     settings: Settings = app.settings
     try:
-        profile = load_topic(settings, topic)
+        profile = load_topic(settings, checked_topic(settings, topic))
         when = parse_day(day, profile.zone)
         sender_address(settings.smtp_from)  # before minutes of work, not after
-    except (TopicError, MailConfigError, ValueError) as exc:
-        app.err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        _check_test_options(send, to, persona, retry_failed)
+        to = normalise_email(to) if to is not None else None
+        persona = checked_persona(settings, persona, [topic]) if persona else None
+    except (TopicError, MailConfigError, ValueError, UnknownName, SubscriberError) as exc:
+        fail(app, exc)
     sessions = app.sessions()
     try:
         with app.err.status(f"building the {topic} brief for {when}…"):
@@ -50,9 +57,34 @@ def digest(
     files = write_brief_files(settings, brief, out)
     print_files(app.out, files)
     print_top_insights(app.out, brief)
-    if send:
+    if send and to is not None:
+        send_test(app, settings, brief, to, persona)
+    elif send:
         if not send_to_subscribers(app, settings, sessions, topic, brief_id, retry_failed=retry_failed):
             raise typer.Exit(1)
+
+
+def _check_test_options(send: bool, to: str | None, persona: str | None, retry_failed: bool) -> None:
+    if to is not None and not send:
+        raise ValueError("--to ADDRESS sends a test: give it with --send (`briefcast digest --send --to ADDRESS`)")
+    if persona is not None and to is None:
+        raise ValueError("--persona chooses the cards of a test send: give it with --send --to ADDRESS")
+    if to is not None and retry_failed:
+        raise ValueError("--retry-failed concerns the subscribers' deliveries, not a test send to --to")
+
+
+def send_test(app, settings: Settings, brief, to: str, persona: str | None) -> None:
+    """One message to one address, now; the subscribers' deliveries are not touched."""
+    from digest.delivery import DeliveryError
+    from digest.mail import send_test_email
+
+    try:
+        message_id = send_test_email(settings, brief, to, persona=persona)
+    except DeliveryError as exc:
+        app.err.print(f"[red]test email to {to} not sent:[/] {getattr(exc, 'reason', exc)}", highlight=False)
+        raise typer.Exit(1) from None
+    app.out.print(f"test email sent to {to} via {settings.smtp_host}:{settings.smtp_port}: {message_id} "
+                  "(not recorded as a delivery; subscribers still get theirs)", highlight=False, markup=False)
 
 
 def parse_day(value: str | None, zone) -> date:

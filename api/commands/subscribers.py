@@ -8,6 +8,7 @@ from dataclasses import asdict
 import typer
 
 app = typer.Typer(help="The people who get the email brief.", no_args_is_help=True)
+DEFAULT_TOPIC = "ai-geopolitics"
 
 
 def _known_topics(settings) -> set[str] | None:
@@ -19,8 +20,9 @@ def _known_topics(settings) -> set[str] | None:
 
 
 def _fail(app_ctx, exc: Exception) -> None:
-    app_ctx.err.print(f"[red]error:[/] {exc}")
-    raise typer.Exit(2)
+    from api.commands.choices import fail
+
+    fail(app_ctx, exc)
 
 
 @app.command("add")
@@ -28,22 +30,34 @@ def add(
     ctx: typer.Context,
     email: str = typer.Argument(..., help="the subscriber's address"),
     name: str | None = typer.Option(None, help="display name in the To: header"),
-    topic: list[str] = typer.Option([], "--topic", help="a topic to receive (repeatable); default ai-geopolitics"),
-    persona: str | None = typer.Option(None, help="whose key takeaway to show, e.g. 'Policy Maker'"),
-    tz: str = typer.Option("UTC", "--tz", help="IANA time zone, e.g. Europe/Paris"),
+    topic: list[str] = typer.Option([], "--topic", help="a topic to receive (repeatable; replaces the list); "
+                                    f"default for a new subscriber: {DEFAULT_TOPIC}"),
+    persona: str | None = typer.Option(None, help="whose key takeaway to show, e.g. 'Policy Maker' ('' for the "
+                                       "general reader); one of the topics' personas"),
+    tz: str | None = typer.Option(None, "--tz", help="IANA time zone, e.g. Europe/Paris; default for a new "
+                                  "subscriber: UTC"),
 ) -> None:
-    """Add a subscriber (or update one and make it active again)."""
+    """Add a subscriber, or change an existing one: only the options given change."""
+    from api.commands.choices import UnknownName, checked_persona
     from digest.subscribers import SubscriberError, add_subscriber
 
     app_ctx = ctx.obj
+
+    def check_persona(wanted: str, topics: list[str]) -> str:
+        try:
+            return checked_persona(app_ctx.settings, wanted, topics)
+        except UnknownName as exc:
+            raise SubscriberError(str(exc)) from None
+
     try:
-        view, created = add_subscriber(app_ctx.sessions(), email, name=name, topics=topic or ["ai-geopolitics"],
-                                       persona=persona, timezone=tz, known_topics=_known_topics(app_ctx.settings))
+        view, created = add_subscriber(app_ctx.sessions(), email, name=name, topics=topic, persona=persona,
+                                       timezone=tz, known_topics=_known_topics(app_ctx.settings),
+                                       default_topics=[DEFAULT_TOPIC], check_persona=check_persona)
     except SubscriberError as exc:
         _fail(app_ctx, exc)
     word = "added" if created else "updated"
     app_ctx.out.print(f"{word}: #{view.id} {view.email} — topics {', '.join(view.topics)}; "
-                      f"persona {view.persona or 'default'}; time zone {view.timezone}")
+                      f"persona {view.persona or 'default'}; time zone {view.timezone}", highlight=False, markup=False)
 
 
 @app.command("list")
@@ -57,8 +71,10 @@ def list_(
 
     from digest.subscribers import list_subscribers
 
+    from api.commands.choices import topic_or_exit
+
     app_ctx = ctx.obj
-    rows = list_subscribers(app_ctx.sessions(), topic=topic)
+    rows = list_subscribers(app_ctx.sessions(), topic=topic_or_exit(app_ctx, topic))
     if as_json:
         app_ctx.out.print_json(json.dumps([{k: v for k, v in asdict(r).items() if k != "unsubscribe_token"} for r in rows]))
         return
