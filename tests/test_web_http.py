@@ -254,3 +254,13 @@ def test_subscription_page_from_the_signed_link(visitor, web_world):
         row = session.get(Subscriber, web_world.subscriber_id)
         assert (row.timezone, row.send_time, row.persona, row.topics, row.active) == (
             "Asia/Tokyo", "06:30", "Policy Maker", ["ai-geopolitics"], True)
+
+
+def test_the_brief_offers_the_topics_personas(reader, web_world):
+    from digest.topics import load_topic
+
+    personas = load_topic(web_world.settings, web_world.topic).persona_names
+    assert personas
+    page = reader.http.get(f"/briefs/{web_world.topic}/{web_world.day}", params={"persona": personas[0]}).text
+    assert f'<option value="{personas[0]}" selected>' in page
+    assert reader.http.get(f"/briefs/{web_world.topic}/{web_world.day}", params={"persona": "x" * 5000}).status_code == 200

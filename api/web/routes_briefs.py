@@ -44,8 +44,8 @@ def router(web) -> APIRouter:
         stored = stored_brief(topic, day)
         view = brief_view(stored, persona=(persona or "")[:128])
         return web.pages.render(request, "brief.html.j2", title=f"{view.topic_title} brief, {view.day_long}", v=view,
-                                lead_story=stored.lead.story_id if stored.lead else None,
-                                has_podcasts=bool(stored.podcasts and stored.podcasts.insights), persona=persona or "")
+                                has_podcasts=bool(stored.podcasts and stored.podcasts.insights), persona=persona or "",
+                                personas=_personas(web.settings, topic))
 
     @r.get("/podcasts/{topic}/{day}", response_class=HTMLResponse)
     def podcasts(request: Request, topic: str, day: str) -> HTMLResponse:
@@ -62,3 +62,13 @@ def router(web) -> APIRouter:
         return found
 
     return r
+
+
+def _personas(settings, topic: str) -> list[str]:
+    """The topic profile's personas, for the brief's "Written for" choice (none for an unknown topic)."""
+    from digest.topics import TopicError, load_topic
+
+    try:
+        return load_topic(settings, topic).persona_names
+    except TopicError:
+        return []
