@@ -20,6 +20,7 @@ from pathlib import Path
 from ingest.localserver import LocalServer
 from tests.web_world import ROOT, Server, Visitor, build_world, hostile_route
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=50)
@@ -54,6 +55,7 @@ def main() -> None:
             visitor.close()
         finally:
             server.stop()
+
 
 if __name__ == "__main__":
     main()
