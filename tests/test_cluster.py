@@ -137,7 +137,8 @@ def test_a_language_the_encoder_does_not_know_stays_a_story_of_its_own(story_set
         zh.language = "zh-CN"
         zh_id = zh.id
     embed(story_settings, sessions)
-    cluster_pending(story_settings, sessions)
+    english_only = story_settings.model_copy(update={"story_languages": ["en"], "story_encoder": "passages"})
+    cluster_pending(english_only, sessions)
     assert _story_of(sessions)[zh_id] != _story_of(sessions)[ids["rule"]]
     with sessions() as session:
         alone = session.get(Story, _story_of(sessions)[zh_id])

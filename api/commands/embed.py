@@ -21,6 +21,7 @@ def run_embed(ctx: typer.Context, rebuild: bool):
     if meta is not None and meta.model_id != encoder.model_id:
         app.err.print(f"[yellow]The index was built with {meta.model_id}; encoder is now {encoder.model_id}: "
                       "rebuilding every vector.[/]")
+    announce_story_model(app, settings)
     columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} passages/s"), TimeRemainingColumn())
     with Progress(*columns, console=app.err, transient=True) as progress:
@@ -38,6 +39,17 @@ def run_embed(ctx: typer.Context, rebuild: bool):
                   f"index: {report.index_count} vectors ({report.index_kind}, {encoder.model_id})"
                   + (" [rebuilt]" if report.rebuilt else ""))
     return encoder
+
+
+def announce_story_model(app, settings) -> None:
+    """A changed story encoder re-embeds nothing stored: story vectors are made while clustering."""
+    from embed.runtime import story_model_change
+
+    change = story_model_change(settings)
+    if change is not None:
+        app.err.print(f"[yellow]Stories were linked with {change[0]}; the story encoder is now {change[1]}: "
+                      "the next clustering embeds the open stories' items with it (passages and the index "
+                      "are not re-embedded; stories already formed stay).[/]")
 
 
 def embed(ctx: typer.Context) -> None:
