@@ -150,11 +150,16 @@ def test_unknown_topics_are_refused_with_the_known_ones_listed(tmp_path):
     for args in (["sources", "import", str(opml), "--topic", "ai-geopolitcs"],
                  ["sources", "add", "https://news.example.org/feed", "--topic", "ai-geopolitcs"],
                  ["subscribers", "list", "--topic", "ai-geopolitcs"],
-                 ["digest", "--topic", "ai-geopolitcs"]):
+                 ["subscribers", "add", "ana@reader.example", "--topic", "ai-geopolitcs"],
+                 ["digest", "--topic", "ai-geopolitcs"], ["explain", "1", "--topic", "ai-geopolitcs"],
+                 ["stories", "list", "--topic", "ai-geopolitcs"], ["slack", "post", "--topic", "ai-geopolitcs"]):
         refused = briefcast(tmp_path, *args)
         assert refused.returncode == 2, args
         assert "unknown topic 'ai-geopolitcs'" in refused.stderr and "ai-geopolitics" in refused.stderr, refused.stderr
     assert json.loads(briefcast(tmp_path, "sources", "list", "--json").stdout) == []  # nothing stored
+    assert briefcast(tmp_path, "sources", "add", "https://news.example.org/feed", "--topic", "ai-geopolitics").returncode == 0
+    searched = briefcast(tmp_path, "search", "chips", "--topic", "ai-geopolitcs")  # checked against the sources' topics
+    assert searched.returncode == 2 and "did you mean 'ai-geopolitics'" in searched.stderr
     toml = tmp_path / "sources.toml"
     toml.write_text('[[source]]\nurl = "https://a.example/feed"\ntopic = "AI geopolitics"\n')
     refused = briefcast(tmp_path, "sources", "import", str(toml))

@@ -16,13 +16,16 @@ PARTS = ("relevance", "corroboration", "novelty", "recency", "source_weight", "t
 
 def explain(
     ctx: typer.Context,
-    story_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="a story id (see a brief's story_ids)"),
+    story_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="a story id (see `briefcast stories list`)"),
     topic: str = typer.Option("ai-geopolitics", "--topic", help="topic profile name"),
     day: str | None = typer.Option(None, "--day", help="YYYY-MM-DD; default: the latest day it was scored"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show a story's score parts and its members."""
+    from api.commands.choices import topic_or_exit
+
     app = ctx.obj
+    topic = topic_or_exit(app, topic)
     with app.sessions()() as session:
         found = load_explanation(session, story_id, topic, day)
     if isinstance(found, str):

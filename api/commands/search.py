@@ -16,6 +16,20 @@ def _clock(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _check_topic(app, topic: str) -> None:
+    """A topic no source has would match nothing: refused with the sources' topics listed (read
+    from the database, not the topic profiles: search does not load digest)."""
+    from sqlalchemy import select
+
+    from api.commands.choices import fail, unknown
+    from store.models import Source
+
+    with app.sessions()() as session:
+        known = sorted(t for t in session.scalars(select(Source.topic).distinct()) if t)
+    if topic not in known:
+        fail(app, unknown("topic", topic, known, " (the topics of your sources)"))
+
+
 def search(
     ctx: typer.Context,
     query: str,
@@ -25,7 +39,7 @@ def search(
     until: datetime | None = typer.Option(None),
     lang: str | None = typer.Option(None),
     source: str | None = typer.Option(None, help="source id or URL"),
-    topic: str | None = typer.Option(None),
+    topic: str | None = typer.Option(None, help="only sources of this topic"),
     mode: str = typer.Option("hybrid", help="hybrid | vector | keyword"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -37,6 +51,8 @@ def search(
     from embed.search import search as run_search
 
     app = ctx.obj
+    if topic is not None:
+        _check_topic(app, topic)
     context = search_context(app.settings, app.sessions())
     filters = SearchFilters(since=since, until=until, kind=kind, language=lang, source=source, topic=topic)
     try:

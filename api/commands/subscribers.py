@@ -38,10 +38,12 @@ def add(
                                   "subscriber: UTC"),
 ) -> None:
     """Add a subscriber, or change an existing one: only the options given change."""
-    from api.commands.choices import UnknownName, checked_persona
+    from api.commands.choices import UnknownName, checked_persona, topic_or_exit
     from digest.subscribers import SubscriberError, add_subscriber
 
     app_ctx = ctx.obj
+    for name in topic:
+        topic_or_exit(app_ctx, name)  # the closest name and the known ones
 
     def check_persona(wanted: str, topics: list[str]) -> str:
         try:

@@ -18,8 +18,10 @@ def post(
     from api.slack.answers import find_brief, topic_today
     from digest.slack import SlackNotConfigured, SlackTransientError, post_brief
 
+    from api.commands.choices import topic_or_exit
+
     settings, sessions = ctx.obj.settings, ctx.obj.sessions()
-    topic = topic or settings.slack_topic
+    topic = topic_or_exit(ctx.obj, topic or settings.slack_topic)
     day = day or topic_today(settings, topic)[0].isoformat()
     row = find_brief(sessions, topic, day)
     if row is None:
