@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from store.settings import Settings
@@ -30,18 +31,22 @@ def load_secret(settings: Settings) -> bytes:
 
 
 def _file_secret(path: Path) -> bytes:
-    """Created with O_EXCL so two processes starting together agree on one key."""
+    """Written whole to a temporary file, then linked into place: of several processes starting
+    together (serve --workers N) one link wins and every process reads the same complete key."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text(encoding="ascii").strip()
-        if len(value) >= MIN_SECRET_CHARS:
-            return value.encode()
-        raise ValueError(f"{path} holds no usable key (delete it to make a new one)") from None
-    value = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(value + "\n")
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".web-secret-")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(secrets.token_urlsafe(48) + "\n")
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            os.unlink(temporary)
+    value = path.read_text(encoding="ascii").strip()
+    if len(value) < MIN_SECRET_CHARS:
+        raise ValueError(f"{path} holds no usable key (delete it to make a new one)")
     return value.encode()
 
 
