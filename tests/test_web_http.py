@@ -264,3 +264,16 @@ def test_the_brief_offers_the_topics_personas(reader, web_world):
     page = reader.http.get(f"/briefs/{web_world.topic}/{web_world.day}", params={"persona": personas[0]}).text
     assert f'<option value="{personas[0]}" selected>' in page
     assert reader.http.get(f"/briefs/{web_world.topic}/{web_world.day}", params={"persona": "x" * 5000}).status_code == 200
+
+
+def test_a_story_no_brief_carried_still_has_a_page(reader, web_world):
+    """Search hits link to any story; one no brief summarised shows its items and its score."""
+    from store.models import BriefStory, Story
+
+    with web_world.sessions() as session:
+        carried = set(session.scalars(select(BriefStory.story_id)))
+        other = next(s for s in session.scalars(select(Story.id).order_by(Story.id)) if s not in carried)
+    page = reader.http.get(f"/stories/{other}")
+    assert page.status_code == 200 and "has not been summarised in a brief yet" in page.text
+    assert "Every item in this story" in page.text
+    assert reader.http.get(f"/insights/{other}").status_code == 404
