@@ -813,14 +813,20 @@ class MemberView:
     content_hash: str
     duplicate_of: int | None
     similarity: float
+    language: str | None = None  # base language ("zh" for a Chinese text with no language of its own)
+
+
+def item_language(item: Item) -> str | None:
+    """An item's base language: its own, else "zh" when its title and lead are in Chinese script."""
+    return base_language(item.language) or ("zh" if is_cjk(f"{item.title} {(item.text or '')[:500]}") else None)
 
 
 def story_members(session: Session, story_id: int) -> list[MemberView]:
     rows = session.execute(
         select(Item, StoryItem).join(StoryItem, StoryItem.item_id == Item.id).where(StoryItem.story_id == story_id)
     ).all()
-    members = [MemberView(i.id, i.source_id, i.kind, i.title, item_time(i), i.content_hash, si.duplicate_of, si.similarity)
-               for i, si in rows]
+    members = [MemberView(i.id, i.source_id, i.kind, i.title, item_time(i), i.content_hash, si.duplicate_of, si.similarity,
+                          item_language(i)) for i, si in rows]
     return sorted(members, key=lambda m: (m.published, m.item_id))
 
 
@@ -837,11 +843,17 @@ def posts_only(members: Iterable[MemberView]) -> bool:
     return not any(m.kind in CITED_KINDS for m in distinct_members(members))
 
 
+BRIEF_LANGUAGE = "en"  # the language briefs are written in: a story's title is an English member's when it has one
+
+
 def lead_member(members: list[MemberView]) -> MemberView | None:
-    """The earliest distinct article or episode, else the earliest distinct post."""
+    """The earliest distinct article or episode, else the earliest distinct post; one in the
+    brief's language (or of no known language) first, so an English story with an earlier Chinese
+    report keeps an English title, and a Chinese-only story its original headline."""
     distinct = distinct_members(members)
     cited = [m for m in distinct if m.kind in CITED_KINDS]
-    return (cited or distinct or members or [None])[0]
+    readable = [m for m in cited or distinct if m.language in (None, BRIEF_LANGUAGE)]
+    return (readable or cited or distinct or members or [None])[0]
 
 
 def members_hash(members: Iterable[MemberView]) -> str:

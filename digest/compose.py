@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.cluster import centroid_of, cluster_pending, distinct_members, story_members
+from digest.cluster import BRIEF_LANGUAGE, centroid_of, cluster_pending, distinct_members, item_language, story_members
 from digest.insights import group_related
 from digest.rank import Ranking, RankedStory, rank_stories
 from digest.topics import TopicProfile, load_topic
@@ -78,7 +78,21 @@ def _publisher(source: Source) -> str:
 def source_refs(session: Session, item_ids: list[int]) -> dict[int, SourceRef]:
     rows = session.execute(select(Item, Source).join(Source, Source.id == Item.source_id).where(Item.id.in_(item_ids))).all()
     return {i.id: SourceRef(item_id=i.id, title=i.title, url=i.url, publisher=_publisher(s), kind=i.kind,
-                            published=i.published.isoformat() if i.published else None) for i, s in rows}
+                            published=i.published.isoformat() if i.published else None, language=item_language(i))
+            for i, s in rows}
+
+
+def readable(language: str | None) -> bool:
+    """Whether a source is in the brief's language (unknown: taken as it)."""
+    return language in (None, BRIEF_LANGUAGE)
+
+
+def foreign_only(story: StoryInput) -> str | None:
+    """The language of a story no source tells in the brief's language, else None."""
+    languages = {s.language for s in story.sources}
+    if not story.sources or any(readable(x) for x in languages):
+        return None
+    return sorted(languages)[0]
 
 
 def central_passages(session: Session, item_ids: list[int], centroid: np.ndarray | None, index: VectorIndex | None,
@@ -106,8 +120,12 @@ def story_input(session: Session, story: Story, profile: TopicProfile, index: Ve
     """What the summariser reads of one story: its distinct members (copies add nothing), their
     most central passages, and the topic's terms and personas. `kinds` narrows it (episodes only)."""
     members = [m for m in distinct_members(story_members(session, story.id)) if kinds is None or m.kind in kinds]
+    # A summary is written from sources in the brief's language only (no machine translation:
+    # a Chinese sentence never reaches an English card); the others are cited as sources, after them.
+    members.sort(key=lambda m: not readable(m.language))
     refs = source_refs(session, [m.item_id for m in members])
-    chosen = central_passages(session, [m.item_id for m in members], centroid_of(story), index)
+    read = [m.item_id for m in members if readable(m.language)] or [m.item_id for m in members]
+    chosen = central_passages(session, read, centroid_of(story), index)
     for passage in chosen:  # an episode is cited at its first chosen passage's time
         ref = refs.get(passage.item_id)
         if ref is not None and ref.kind == "episode" and ref.start is None:
@@ -210,8 +228,8 @@ def compose(settings: Settings, sessions: sessionmaker[Session], profile: TopicP
         lead = None
         if ranking.selected:
             first = ranking.selected[0].story_id
-            lead = summaries.story_brief(inputs[first])
-            lead = lead if lead.paragraphs else None
+            lead = summaries.story_brief(inputs[first]) if foreign_only(inputs[first]) is None else None
+            lead = lead if lead and lead.paragraphs else None
         podcasts = _podcasts(session, settings, profile, day, ranking, stories, summaries, encoder, index)
         posts_only = []
         for s in ranking.unverified[: settings.brief_k]:
@@ -230,6 +248,10 @@ def _cards(summaries: Summaries, stories: list[StoryInput], personas: list[str])
     its reader gets the general card, without a false label)."""
     out: list[InsightCard] = []
     for story in stories:
+        language = foreign_only(story)
+        if language is not None:
+            out.append(covered_only_card(story, language))
+            continue
         general = summaries.card(story, GENERAL_READER)
         if general.unverified or not (general.summary or general.key_insights):
             continue
@@ -239,6 +261,14 @@ def _cards(summaries: Summaries, stories: list[StoryInput], personas: list[str])
             if card.persona and not card.unverified and card.summary:
                 out.append(card)
     return out
+
+
+def covered_only_card(story: StoryInput, language: str) -> InsightCard:
+    """A story told only in another language: its original headline and its sources, labelled; no
+    summary (nothing here translates, and a foreign sentence is not a summary for this reader)."""
+    return InsightCard(story_id=story.story_id, title=story.title, summary=[], key_takeaway=[], persona="",
+                       key_insights=[], principles=[], in_practice=[], topics=[], best_for=[], sources=story.sources,
+                       related=[], attribution="", reading_minutes=1, backend="none", covered_only_in=language)
 
 
 def brief_personas(session: Session, profile: TopicProfile) -> list[str]:

@@ -66,6 +66,11 @@ NAME_MAP: dict[str, tuple[str, ...]] = {
 _MAP_PATTERN = re.compile("|".join(sorted(map(re.escape, NAME_MAP), key=len, reverse=True)))
 
 
+LANGUAGE_NAMES = {"zh": "Chinese", "ja": "Japanese", "ko": "Korean", "de": "German", "fr": "French", "es": "Spanish",
+                  "it": "Italian", "pt": "Portuguese", "ru": "Russian", "ar": "Arabic", "nl": "Dutch", "pl": "Polish",
+                  "th": "Thai", "tr": "Turkish"}
+
+
 def is_cjk(text: str) -> bool:
     """Whether a text is mostly Chinese/Japanese script (at least CJK_SHARE of its letters)."""
     letters = len(_LETTER.findall(text or ""))

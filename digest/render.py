@@ -80,6 +80,9 @@ class PublisherView:
     name: str
     links: list[LinkView]
     unverified: bool = False  # a social post: labelled as such
+    language: str = ""  # "Chinese": a source in another language than the brief's, marked
+    original_title: str = ""  # ... and shown with its own headline
+    lang: str = ""  # its language code, for the HTML lang attribute
 
     @property
     def first(self) -> LinkView:
@@ -112,6 +115,7 @@ class CardView:
     related_insights: list[InsightView]
 
     line: str = ""  # the card in one sentence, for "Today in five lines"
+    covered_only: str = ""  # "Covered only in Chinese": a story no source tells in the brief's language
 
 
 @dataclass
@@ -184,9 +188,19 @@ def publisher_views(refs: list[SourceRef]) -> list[PublisherView]:
         link = link_view(ref)
         name = link.publisher or link.title
         if name not in groups:
-            groups[name] = PublisherView(name=name, links=[], unverified=ref.kind == "post")
+            language = language_name(ref.language)
+            groups[name] = PublisherView(name=name, links=[], unverified=ref.kind == "post", language=language,
+                                         original_title=link.title if language else "",
+                                         lang=(ref.language or "") if language else "")
         groups[name].links.append(link)
     return list(groups.values())
+
+
+def language_name(language: str | None) -> str:
+    """"Chinese" for a source in another language than the brief's (English); "" for English or unknown."""
+    from digest.crosslingual import LANGUAGE_NAMES
+
+    return "" if language in (None, "en") else LANGUAGE_NAMES.get(language, language)
 
 
 LINE_WORDS = 30
@@ -197,8 +211,12 @@ def one_line(card: InsightCard) -> str:
     LINE_WORDS; the shorter of them when neither is."""
     options = [t for t in map(clean_text, (s.text for s in [*card.key_takeaway[:1], *card.summary[:1]])) if t]
     if not options:
-        return ""
+        return covered_only_label(card) + (f": {clean_text(card.title)}" if card.covered_only_in else "")
     return next((t for t in options if len(t.split()) <= LINE_WORDS), min(options, key=lambda t: len(t.split())))
+
+
+def covered_only_label(card: InsightCard) -> str:
+    return f"Covered only in {language_name(card.covered_only_in)}" if card.covered_only_in else ""
 
 
 def clip(text: str, limit: int) -> str:
@@ -209,7 +227,7 @@ def card_view(card: InsightCard, podcast_insights: list[PodcastInsight]) -> Card
     return CardView(
         anchor=f"story-{card.story_id}",
         title=clean_text(card.title), summary=_sentences(card.summary), persona=clean_text(card.persona),
-        line=one_line(card),
+        line=one_line(card), covered_only=covered_only_label(card),
         key_takeaway=_sentences(card.key_takeaway), key_insights=_each(card.key_insights),
         principles=_each(card.principles), in_practice=_each(card.in_practice),
         topics=[t for t in map(clean_text, card.topics) if t], best_for=[b for b in map(clean_text, card.best_for) if b],

@@ -34,6 +34,7 @@ class SourceRef:
     published: str | None = None  # ISO 8601
     start: float | None = None  # episodes: where the cited passage starts, in seconds
     end: float | None = None
+    language: str | None = None  # base language of the item ("zh"); None: unknown (taken as the brief's)
 
 
 @dataclass
@@ -58,6 +59,9 @@ class InsightCard:
     model: str = ""
     unverified: bool = False
     unverified_claims: list[Sentence] = field(default_factory=list)  # post-only claims, kept out of the fields
+    # A story no source tells in the brief's language ("zh"): the card is its original headline and
+    # sources, labelled, with no summary (no machine translation here, and no foreign sentences).
+    covered_only_in: str | None = None
 
 
 @dataclass
