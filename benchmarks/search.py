@@ -854,7 +854,7 @@ def load_test_verdicts(server: list[ServerFigures]) -> bool:
 
 
 def print_verdicts(index: list[IndexFigures], server: list[ServerFigures], nprobe: int) -> None:
-    largest = max(f.n for f in index)
+    largest = max([f.n for f in index] + [s.n for s in server])
     print(f"\ntargets at N={largest:,} (p99 <= {TARGET_P99_MS:.0f} ms, recall@10 >= {TARGET_RECALL}):")
     for f in index:
         if f.n == largest:
@@ -898,7 +898,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-minilm", dest="minilm", action="store_false", help="skip part 5 (real encoder latency)")
     parser.add_argument("--keyword-queries", type=int, default=300, help="queries for FTS5 vs tantivy in-process")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and indexes here (default: a temp dir)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --workdir: serve the world an earlier run built there for N (same --encoder and "
+                             "--server-index) instead of building it again; parts 1 and 2a are then skipped")
     args = parser.parse_args(argv)
+    if args.reuse and args.workdir is None:
+        parser.error("--reuse needs --workdir")
     unknown = set(args.query_baselines) - {"fake", "torch"}
     if unknown or (args.query_baselines and args.encoder != "minilm"):
         parser.error(f"--query-baselines takes fake and torch, with --encoder minilm (not {sorted(unknown)})")
@@ -1028,9 +1033,22 @@ def query_encoder_name(settings: Settings) -> str:
     return settings.encoder
 
 
-def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[str], model_id: str,
-             root: Path, log: Callable[[str], None]) -> tuple[ServerFigures, list[StageFigures], KeywordFigures]:
-    data_dir = root / f"n{n}"
+WORLD_FILE = "bench-world.json"  # written once a world is complete: what --reuse needs of it
+
+
+def reusable_world(args, data_dir: Path) -> dict | None:
+    """The world an earlier run left in data_dir (--workdir with --reuse), if built the same way."""
+    path = data_dir / WORLD_FILE
+    if not (args.reuse and path.is_file()):
+        return None
+    world = json.loads(path.read_text())
+    same = world.get("encoder") == args.encoder and world.get("server_index") == args.server_index
+    return world if same else None
+
+
+def build_world(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[str], model_id: str,
+                data_dir: Path, log: Callable[[str], None]) -> tuple[dict, KeywordFigures]:
+    """The database, the index version and an API key in data_dir; part 2a on them."""
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = bench_settings(args, data_dir)
     engine = make_engine(settings.db_url)
@@ -1044,11 +1062,24 @@ def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[
     log(f"N={n:,}: keyword engines in-process (FTS5 baseline vs tantivy)")
     keywords = compare_keyword_engines(engine, store, queries, args.keyword_queries, n, build)
     engine.dispose()
-    meta = store.meta()
-    kind = figures.kept.kind
+    world = {"key": key, "kind": figures.kept.kind, "populate_s": build.rows_s, "encoder": args.encoder,
+             "server_index": args.server_index}
     figures.kept = None  # the server loads its own copy: free ours
     live = None
     gc.collect()
+    (data_dir / WORLD_FILE).write_text(json.dumps(world))
+    return world, keywords
+
+
+def run_http(args, n: int, figures: IndexFigures | None, corpus: Corpus, queries: list[str], model_id: str,
+             root: Path, log: Callable[[str], None]) -> tuple[ServerFigures, list[StageFigures], KeywordFigures | None]:
+    data_dir = root / f"n{n}"
+    world, keywords = reusable_world(args, data_dir), None
+    if world is None:
+        world, keywords = build_world(args, n, figures, corpus, queries, model_id, data_dir, log)
+    settings = bench_settings(args, data_dir)
+    key, kind = world["key"], world["kind"]
+    meta = IndexStore(settings.index_dir).meta()
     index_mb = (settings.index_dir / meta.file).stat().st_size / 2**20
     db_mb = sum(p.stat().st_size for p in data_dir.glob("briefcast.db*")) / 2**20
     loads, memory = [], {}
@@ -1077,7 +1108,7 @@ def run_http(args, n: int, figures: IndexFigures, corpus: Corpus, queries: list[
     log(f"N={n:,}: stage breakdown in-process")
     stages = measure_stages(settings, key, queries, args.stage_queries, n)
     gc.collect()
-    return ServerFigures(n, kind, index_mb, build.rows_s, db_mb, memory, loads), stages, keywords
+    return ServerFigures(n, kind, index_mb, world["populate_s"], db_mb, memory, loads), stages, keywords
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1112,24 +1143,30 @@ def main(argv: list[str] | None = None) -> int:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="briefcast-search-bench-"))
     try:
         for n in sorted(args.sizes):
-            server_kind = choose_kind(n, args.server_index)
-            figures = measure_index(n, clusters, query_vectors, model_id, server_kind, nprobe,
-                                    faiss.omp_get_max_threads(), log, real_queries)
-            index_figures.append(figures)
+            figures = None
+            if args.no_http or reusable_world(args, root / f"n{n}") is None:
+                server_kind = choose_kind(n, args.server_index)
+                figures = measure_index(n, clusters, query_vectors, model_id, server_kind, nprobe,
+                                        faiss.omp_get_max_threads(), log, real_queries)
+                index_figures.append(figures)
+            else:
+                log(f"N={n:,}: reusing the world in {root / f'n{n}'}: no part 1 (index) nor 2a (keywords)")
             if args.no_http:
                 figures.kept = None
                 continue
             server, stages, keywords = run_http(args, n, figures, corpus, text_queries, model_id, root, log)
             server_figures.append(server)
             stage_figures.extend(stages)
-            keyword_figures.append(keywords)
+            if keywords is not None:
+                keyword_figures.append(keywords)
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     log("MiniLM query embedding")
     minilm = minilm_latency(encoder, text_queries) if args.minilm else "not measured in this run (--no-minilm)"
 
-    print_index(index_figures, clusters, args.queries)
+    if index_figures:
+        print_index(index_figures, clusters, args.queries)
     if keyword_figures:
         print_keywords(keyword_figures)
     if server_figures:
