@@ -72,5 +72,5 @@ def search(
         if h.start is not None:
             where += f"\n@{_clock(h.start)}"
         table.add_row(str(n), f"{h.score:.4f}", f"{h.source}\n[dim]{h.kind}[/]", where,
-                      f"[bold]{h.title}[/]\n{h.text[:400]}{'…' if len(h.text) > 400 else ''}\n[dim]{h.url or ''}[/]")
+                      f"[bold]{h.title}[/]\n{h.text[:400]}{'…' if len(h.text) > 400 else ''}\n[dim]{h.link or h.url or ''}[/]")
     app.out.print(table)
