@@ -23,7 +23,7 @@ def add(
     title: str | None = typer.Option(None, help="display name"),
     weight: float | None = typer.Option(None, help=f"ranking weight, 0 to {MAX_WEIGHT:g} (default 1)"),
 ) -> None:
-    """Add one source by URL (an existing one keeps its settings; --weight still applies)."""
+    """Add one source by URL (an existing one keeps its settings; --weight still applies; a removed one is fetched again)."""
     from ingest.sources import KINDS
     from ingest.ssrf import BlockedAddressError, check_url_now, parse_networks
     from ingest.urls import is_http_url

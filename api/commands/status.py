@@ -9,8 +9,12 @@ import typer
 
 
 def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="one JSON object, for scripts")) -> None:
-    """Is the pipeline moving? Sources due and failing (with reasons), items waiting to be embedded,
-    today's stories, each topic's next brief in its own time zone, today's deliveries."""
+    """Sources due and failing, the embed backlog, each topic's next brief, today's deliveries.
+
+    Read-only and quick: sources due now, failing (with the reason and the retry time) and next
+    due; items and passages waiting to be embedded, episodes waiting for speech recognition; per
+    topic its next brief in its own time zone, today's brief, stories and deliveries (pending,
+    sent, failed with the server's reason)."""
     from api.status import collect_status
 
     app = ctx.obj
