@@ -18,8 +18,8 @@ from ingest.refresh import refresh
 from store import repo
 from store.db import open_database
 from store.models import Item, Passage, Source, Tombstone
+from tests.cli_inprocess import briefcast
 from tests.conftest import make_settings
-from tests.test_cli import briefcast
 from tests.test_refresh import LONG, rss
 
 PRIVATE = {"BRIEFCAST_ALLOW_PRIVATE_ADDRESSES": "1"}

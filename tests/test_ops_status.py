@@ -12,7 +12,7 @@ from store import repo
 from store.entry import Entry
 from store.models import Brief, Delivery, Story, StoryScore, Subscriber
 from tests.conftest import make_settings
-from tests.test_cli import briefcast
+from tests.cli_inprocess import briefcast
 
 NOW = datetime(2026, 12, 6, 8, 30, tzinfo=UTC)  # 17:30 in Tokyo, 09:30 in Paris
 TOKYO = """name = "asia-chips"

@@ -11,7 +11,7 @@ from store import repo
 from store.db import open_database
 from store.entry import Entry
 from store.models import Item, Story, StoryItem, StoryScore
-from tests.test_cli import briefcast
+from tests.cli_inprocess import briefcast
 
 
 def build_stories(sessions, day: date) -> dict[str, int]:
