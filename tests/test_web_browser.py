@@ -101,6 +101,8 @@ def test_sign_in_read_the_brief_follow_a_card_search_and_open_a_hit(chromium, we
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Find").click()
     page.get_by_label("Search articles, episodes and posts").fill(HOSTILE_MARK)
+    assert not page.get_by_label("Kind").is_visible()  # folded until asked for: results come first
+    page.get_by_text("Filters", exact=True).click()
     page.get_by_label("Kind").select_option("article")
     page.get_by_role("button", name="Search").click()
     page.wait_for_load_state()

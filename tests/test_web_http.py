@@ -177,7 +177,7 @@ def test_story_page_has_citations_sources_with_times_and_why_it_ranked(reader, w
     page = reader.http.get(f"/stories/{web_world.story_ids[0]}").text
     assert 'class="cite" href="#source-' in page and 'id="source-1"' in page
     assert "Why it ranked" in page and "Rank 1" in page and "corroboration" in page
-    assert "Every item in this story" in page and " UTC</time>" in page
+    assert '<ol class="sources">' in page and " UTC</time>" in page  # every item once: tests/test_web_reading.py
     assert "Related stories" in page and "synthesised analysis" in page
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from api.web.languages import other_lang
 from digest.render import clean_text
 from digest.summary.schema import DailyBrief
 from store.models import Brief, BriefStory
@@ -22,6 +23,7 @@ class BriefEntry:
     day: str
     title: str  # the topic's title
     lead: str  # the first card's title
+    lead_lang: str = ""  # its language, when the story was covered only in another one
 
 
 def brief_entries(sessions) -> list[BriefEntry]:
@@ -34,8 +36,9 @@ def brief_entries(sessions) -> list[BriefEntry]:
 def _entry(row: Brief) -> BriefEntry:
     payload = row.payload or {}
     cards = payload.get("cards") or []
-    lead = clean_text(cards[0].get("title")) if cards and isinstance(cards[0], dict) else ""
-    return BriefEntry(row.topic, row.day, clean_text(payload.get("topic_title")) or row.topic, lead)
+    first = cards[0] if cards and isinstance(cards[0], dict) else {}
+    return BriefEntry(row.topic, row.day, clean_text(payload.get("topic_title")) or row.topic,
+                      clean_text(first.get("title")), other_lang(first.get("covered_only_in")))
 
 
 def load_brief(sessions, topic: str, day: str) -> DailyBrief | None:

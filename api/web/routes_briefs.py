@@ -45,7 +45,7 @@ def router(web) -> APIRouter:
         view = brief_view(stored, persona=(persona or "")[:128])
         return web.pages.render(request, "brief.html.j2", title=f"{view.topic_title} brief, {view.day_long}", v=view,
                                 has_podcasts=bool(stored.podcasts and stored.podcasts.insights), persona=persona or "",
-                                personas=_personas(web.settings, topic))
+                                personas=_personas(web.settings, topic), title_langs=_title_langs(stored))
 
     @r.get("/podcasts/{topic}/{day}", response_class=HTMLResponse)
     def podcasts(request: Request, topic: str, day: str) -> HTMLResponse:
@@ -62,6 +62,13 @@ def router(web) -> APIRouter:
         return found
 
     return r
+
+
+def _title_langs(brief) -> dict[str, str]:
+    """A card's anchor -> its headline's language, for a story covered only in another language."""
+    from api.web.languages import other_lang
+
+    return {f"story-{c.story_id}": other_lang(c.covered_only_in) for c in brief.cards if other_lang(c.covered_only_in)}
 
 
 def _personas(settings, topic: str) -> list[str]:

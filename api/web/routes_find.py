@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from api.web.languages import other_lang
 from digest.render import clean_text, clip, clock, safe_url, timestamp_url
 
 MAX_QUERY_CHARS = 1000
@@ -30,6 +31,7 @@ class Hit:
     at: str  # m:ss of an episode's passage
     story_id: int | None
     more: int
+    lang: str = ""  # the item's language when it is not the page's: lang="zh" on its title and passage
 
 
 class BadQuery(ValueError):
@@ -52,6 +54,7 @@ def router(web) -> APIRouter:
                 error = str(exc)
         return web.pages.render(request, "find.html.j2", status=422 if error else 200, title="Find", f=params,
                                 hits=hits, error=error, kinds=KINDS, modes=MODES, topics=topics,
+                                filters_set=filters_set(params),
                                 searched=bool(params.get("q")) and not error)
 
     return r
@@ -102,12 +105,37 @@ def _search(web, query: str, k: int, filters, mode: str) -> list[Hit]:
     with web.sessions() as session:
         stories = dict(session.execute(select(StoryItem.item_id, StoryItem.story_id)
                                        .where(StoryItem.item_id.in_(ids))).all()) if ids else {}
-    return [Hit(title=clean_text(h.title) or "untitled",
-                url=timestamp_url(h.url, h.start) if h.kind == "episode" else safe_url(h.url),
-                source=clean_text(h.source), published=h.published.date().isoformat() if h.published else "",
-                kind=h.kind, passage=clip(clean_text(h.text), PASSAGE_CHARS),
-                at=clock(h.start) if h.kind == "episode" and h.start is not None else "",
-                story_id=stories.get(h.item_id), more=h.more_passages) for h in found]
+    hits = []
+    for h in found:
+        title = clean_text(h.title) or "untitled"
+        hits.append(Hit(title=title, url=timestamp_url(h.url, h.start) if h.kind == "episode" else safe_url(h.url),
+                        source=clean_text(h.source), published=h.published.date().isoformat() if h.published else "",
+                        kind=h.kind, passage=clip(without_title(clean_text(h.text), title), PASSAGE_CHARS),
+                        at=clock(h.start) if h.kind == "episode" and h.start is not None else "",
+                        story_id=stories.get(h.item_id), more=h.more_passages, lang=other_lang(h.language)))
+    return hits
+
+
+def without_title(passage: str, title: str) -> str:
+    """An article's first passage starts with its headline, which the hit already shows above it:
+    "Commerce Department tightens … test. WASHINGTON — The US …" reads from "WASHINGTON". A title
+    cut short from the text itself (a post's, ending in "…") is left alone, as is a passage that
+    would then start mid-sentence."""
+    head = title.strip()
+    if not head or head.endswith("…") or not passage[: len(head)].casefold() == head.casefold():
+        return passage
+    rest = passage[len(head):].lstrip(" .:;—–-\n\t")
+    if not rest or rest[0].islower():
+        return passage
+    return rest
+
+
+def filters_set(params: dict[str, str]) -> int:
+    """How many filters differ from their defaults: the filter box opens when any does."""
+    set_ = [name for name in ("kind", "topic", "since", "until", "source", "lang") if params.get(name)]
+    set_ += ["mode"] if params.get("mode", "hybrid") not in ("", "hybrid") else []
+    set_ += ["k"] if params.get("k", "10") not in ("", "10") else []
+    return len(set_)
 
 
 def _topic_names(settings) -> list[str]:

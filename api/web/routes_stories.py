@@ -43,8 +43,9 @@ def router(web) -> APIRouter:
         found = insight_card(web.sessions, story_id_of(story_id), (persona or "")[:128])
         if found is None:
             raise PageError(404, "No such insight", f"No brief carries an insight card for story #{story_id}.")
-        card, brief, related = found
-        return web.pages.render(request, "insight.html.j2", title=card.title, c=card, story_id=int(story_id),
-                                topic=brief.topic, day=brief.day, related=related)
+        return web.pages.render(request, "insight.html.j2", title=found.card.title, c=found.card,
+                                title_lang=found.title_lang, story_id=int(story_id), topic=found.brief.topic,
+                                topic_title=found.brief.topic_title or found.brief.topic, day=found.brief.day,
+                                related=found.related)
 
     return r

@@ -8,6 +8,7 @@ http(s) only) or through `text` / `link` below, which do the same.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,11 +16,14 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from api.web.languages import lang_attr, long_date, short_date, with_langs
 from digest.render import clean_text, clock, safe_url, timestamp_url
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
+
+MAX_NUMBERED = 3  # a publisher's items numbered (2) (3) on a card; more are counted ("9 posts")
 
 # Pages load only what the app serves: no inline script, no CDN, no framing.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; "
@@ -30,9 +34,17 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src '
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(text=clean_text, link=safe_url, clock=clock, at=timestamp_url)
-    env.globals["static"] = static_url
+    env.filters.update(text=clean_text, link=safe_url, clock=clock, at=timestamp_url, lang=lang_attr,
+                       with_langs=with_langs, long_date=long_date, short_date=short_date, when=when)
+    env.globals.update(static=static_url, MAX_NUMBERED=MAX_NUMBERED)
     return env
+
+
+def when(moment: datetime) -> str:
+    """'5 Dec 2026, 10:12 UTC': an item's time as the pages show it."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
 
 
 @lru_cache(maxsize=64)
