@@ -8,7 +8,7 @@ unless `BRIEFCAST_WEB_PUBLIC=true`; the subscription page opens from its signed 
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,6 +19,7 @@ from api.web.forms import FormError
 from api.web.secret import Signer, load_secret
 from api.web.session import Reader, SessionCookies
 from api.web.templating import STATIC, Pages
+from api.web.throttle import FailedSignIns
 from store.settings import Settings
 
 
@@ -43,6 +44,8 @@ class WebContext:
     cookies: SessionCookies
     csrf: Csrf
     pages: Pages = None  # type: ignore[assignment]
+    failed_signins: FailedSignIns = field(default_factory=FailedSignIns)
+    page_routes: list = field(default_factory=list)  # the pages' routes: their server errors are HTML
 
     def visitor(self, request: Request) -> Reader | None:
         """Whoever the session cookie names (or nobody); kept on request.state for the page."""
@@ -77,7 +80,9 @@ def install_web(app: FastAPI, settings: Settings, sessions, search_context) -> N
     docs.install(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="web-static")
     for module in (routes_auth, routes_briefs, routes_stories, routes_find, routes_subscription):
-        app.include_router(module.router(web))
+        router = module.router(web)
+        web.page_routes += router.routes
+        app.include_router(router)
     _install_handlers(app, web)
 
 
@@ -106,9 +111,36 @@ def _install_handlers(app: FastAPI, web: WebContext) -> None:
                                     message="There is no page at this address.")
         return await api_errors(request, exc)
 
+    api_unexpected = app.exception_handlers.get(Exception)
+
+    @app.exception_handler(Exception)
+    async def server_error_page(request: Request, exc: Exception):
+        """A page's server error is a page with the request id (never the exception's text, which can
+        hold SQL and parameters); the JSON API's stays JSON. Both log the exception under that id."""
+        answer = await api_unexpected(request, exc)
+        if not _is_page(request, web.page_routes):
+            return answer
+        request_id = answer.headers.get("X-Request-ID", "")
+        try:
+            page = web.pages.render(request, "error.html.j2", status=500, title="Something went wrong",
+                                    message="The server could not show this page. The operator can find what "
+                                            "happened in the server log under this request id.",
+                                    request_id=request_id)
+        except Exception:  # the page itself could not be made: a plain one
+            page = HTMLResponse(f"<!DOCTYPE html><title>Server error</title><h1>Server error</h1>"
+                                f"<p>Request id: {request_id}</p>", status_code=500)
+        page.headers["X-Request-ID"] = request_id
+        return page
+
     @app.exception_handler(FormError)
     async def form_error(request: Request, exc: FormError) -> HTMLResponse:
         return web.pages.render(request, "error.html.j2", status=400, title="Form refused", message=str(exc))
+
+
+def _is_page(request: Request, routes: list) -> bool:
+    from starlette.routing import Match
+
+    return any(route.matches(request.scope)[0] != Match.NONE for route in routes)
 
 
 def _wants_html(request: Request) -> bool:

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api.web.forms import first, read_form
 
 WRONG_KEY = "That key was not recognised (or it was revoked). Keys come from `briefcast apikey create`."
+TOO_MANY = "Too many failed sign-ins from this address. Try again in {seconds} seconds."
 
 
 def router(web) -> APIRouter:
@@ -27,8 +28,17 @@ def router(web) -> APIRouter:
         form = await read_form(request)
         web.csrf.check(request, form)
         target = local_target(first(form, "next", "/"))
+        address = request.client.host if request.client else "unknown"
+        wait = web.failed_signins.retry_after(address)
+        if wait is not None:  # refused before the key is looked at: no answer about it while blocked
+            request.state.reader = None
+            response = web.pages.render(request, "signin.html.j2", status=429, title="Sign in", next=target,
+                                        error=TOO_MANY.format(seconds=wait), already=None)
+            response.headers["Retry-After"] = str(wait)
+            return response
         key_id = await run_in_threadpool(_key_id, web.sessions, first(form, "key").strip())
         if key_id is None:
+            web.failed_signins.failed(address)
             request.state.reader = None
             return web.pages.render(request, "signin.html.j2", status=401, title="Sign in", next=target,
                                     error=WRONG_KEY, already=None)
