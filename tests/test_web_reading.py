@@ -149,3 +149,14 @@ def test_with_langs_escapes_and_marks_only_the_names():
     marked = str(with_langs(text, [Group("智能观察 & co", "zh"), Group("Wire", "")]))
     assert marked == 'Published by &lt;b&gt;Wire&lt;/b&gt; and <span lang="zh">智能观察 &amp; co</span>'
     assert [other_lang(c) for c in ("en", "en-GB", None, "zh", "ZH-CN", 'zh" onclick')] == ["", "", "", "zh", "zh-cn", ""]
+
+
+def test_a_subscriber_from_their_email_meets_no_links_they_cannot_follow(web_server, web_world, reader):
+    """No API key: the reader's pages would only answer with the sign-in form, so the header offers none."""
+    subscriber = Visitor(web_server.base_url)
+    page = subscriber.http.get(f"/subscription/{web_world.manage_link}").text
+    header = page[page.index("<header"):page.index("</header>")]
+    assert 'aria-label="Main"' not in header and 'href="/find"' not in header and "Sign in" not in header
+    signed_in = reader.http.get("/find").text
+    assert 'aria-label="Main"' in signed_in and 'href="/find"' in signed_in
+    subscriber.close()
