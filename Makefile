@@ -29,6 +29,8 @@ $(STAMP): pyproject.toml Makefile
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -qq -e '.[test,asr,llm]'
 	# Debian's Chromium renders the email in a browser test (which skips with a reason without it).
 	command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser test will skip"
+	# A CJK font (1.6 MB), or Chinese items show as empty boxes in the browser's screenshots.
+	fc-list :lang=zh 2>/dev/null | grep -q . || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null) || echo "no CJK font: Chinese text shows as boxes in screenshots"
 	touch $(STAMP)
 
 # Offline, from the packages just installed (torch, transformers, the MiniLM wheel, onnx): ~10-20 s
