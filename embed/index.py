@@ -36,7 +36,7 @@ from filelock import FileLock
 
 from embed.durable import fsync_dir as _fsync_dir
 from embed.durable import fsync_file as _fsync
-from embed.keyword import KeywordSearcher, KeywordWriter
+from embed.keyword import KEYWORD_SCHEMA, KeywordSearcher, KeywordWriter
 
 FLAT_LIMIT = 200_000  # beyond this many vectors an IVF index pays for its training time
 POINTER = "current.json"
@@ -56,6 +56,12 @@ class IndexMeta:
     count: int
     version: str
     keywords: str | None = None  # the keyword directory of this version; None: written before it existed
+    keyword_schema: int = 1  # its fields (embed/keyword.py KEYWORD_SCHEMA); 1: written before the CJK field
+
+    @property
+    def keywords_current(self) -> bool:
+        """A keyword half of today's schema (else the next writer rebuilds it beside the live one)."""
+        return self.keywords is not None and self.keyword_schema == KEYWORD_SCHEMA
 
 
 def _faiss():
@@ -284,8 +290,9 @@ class IndexStore:
         return self.dir / meta.keywords if meta is not None and meta.keywords else None
 
     def load_keywords(self, meta: IndexMeta | None = None) -> KeywordSearcher | None:
-        path = self.keyword_dir(meta or self.meta())
-        return KeywordSearcher(path) if path is not None else None
+        meta = meta or self.meta()
+        path = self.keyword_dir(meta)
+        return KeywordSearcher(path, meta.keyword_schema) if path is not None else None
 
     @contextmanager
     def writer(self, model_id: str, dim: int, timeout: float = 600, fresh: bool = False) -> Iterator[PassageIndex]:
@@ -301,7 +308,10 @@ class IndexStore:
             current = None if fresh else self.load(self._last)
             if current is not None and current.model_id != model_id:
                 raise IndexMismatchError(f"index was built with {current.model_id}, not {model_id}: run `briefcast reindex`")
-            keywords = KeywordWriter(self.dir / KEYWORD_WORK, None if fresh else self.keyword_dir(self._last))
+            # A keyword half of an older schema is not carried over: it starts empty, the caller
+            # sees it out of sync with the vectors and re-adds every text (embed/pipeline.py).
+            carried = None if fresh or self._last is None or not self._last.keywords_current else self._last
+            keywords = KeywordWriter(self.dir / KEYWORD_WORK, self.keyword_dir(carried))
             # A fresh index is a change in itself, empty or not: it replaces whatever is live.
             live = PassageIndex(current or VectorIndex.empty(model_id, dim), keywords, changed=fresh)
             try:
@@ -326,7 +336,7 @@ class IndexStore:
         os.replace(tmp, self.dir / name)
         _fsync_dir(self.dir)  # both new names are durable before the pointer names them
         meta = IndexMeta(file=name, model_id=index.model_id, dim=index.dim, kind=index.kind,
-                         count=index.count, version=version, keywords=keywords)
+                         count=index.count, version=version, keywords=keywords, keyword_schema=KEYWORD_SCHEMA)
         pointer_tmp = self.dir / (POINTER + ".tmp")
         pointer_tmp.write_text(json.dumps(asdict(meta)))
         _fsync(pointer_tmp)

@@ -22,11 +22,16 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from embed.cjk import cjk_grams, has_cjk, without_cjk
 from embed.durable import fsync_dir as _fsync_dir
 from embed.durable import fsync_file as _fsync
 
-ID, TEXT = "id", "text"
+ID, TEXT, CJK = "id", "text", "cjk"
 ANALYZER = "briefcast"
+CJK_ANALYZER = "briefcast-cjk"  # the CJK field holds grams cut in Python (embed/cjk.py), space-separated
+# The fields a version's keyword index has. 1: id, text (English stems over all text). 2: + cjk,
+# and CJK runs leave the text field. A version of another schema is rebuilt beside the live one.
+KEYWORD_SCHEMA = 2
 WRITER_HEAP = 64_000_000  # bytes of indexing buffer; tantivy flushes a segment when it is full
 _LOCK_FILES = (".tantivy-writer.lock", ".tantivy-meta.lock")  # flock targets, never shared
 
@@ -43,6 +48,7 @@ def _schema():
     builder = tv.SchemaBuilder()
     builder.add_integer_field(ID, indexed=True, fast=True)  # indexed: delete by id; fast: id of a hit
     builder.add_text_field(TEXT, tokenizer_name=ANALYZER, index_option="freq")  # BM25 needs no positions
+    builder.add_text_field(CJK, tokenizer_name=CJK_ANALYZER, index_option="freq")
     return builder.build()
 
 
@@ -70,13 +76,26 @@ def _open(path: Path, create: bool = False):
     tv = _tantivy()
     index = tv.Index(_schema(), path=str(path), reuse=True) if create else tv.Index.open(str(path))
     index.register_tokenizer(ANALYZER, _analyzer())
+    index.register_tokenizer(CJK_ANALYZER, tv.TextAnalyzerBuilder(tv.Tokenizer.whitespace()).build())
     return index
 
 
 def query_terms(words: Iterable[str]) -> list[str]:
-    """The analyzer's terms for the query's words, each once, in order."""
+    """The analyzer's terms for the query's words (their Latin-script parts), each once, in order."""
     analyzer = _analyzer()
-    return list(dict.fromkeys(t for w in words for t in analyzer.analyze(w)))
+    return list(dict.fromkeys(t for w in words for t in analyzer.analyze(without_cjk(w))))
+
+
+def query_grams(words: Iterable[str]) -> list[str]:
+    """The CJK field's terms for the query's words, each once, in order."""
+    return list(dict.fromkeys(g for w in words for g in cjk_grams(w)))
+
+
+def document_fields(text: str) -> dict[str, str]:
+    """A passage's text as the two fields index it; English text is indexed exactly as before."""
+    if not has_cjk(text):
+        return {TEXT: text}
+    return {TEXT: without_cjk(text), CJK: " ".join(cjk_grams(text))}
 
 
 class KeywordWriter:
@@ -113,7 +132,7 @@ class KeywordWriter:
             self.remove(ids)
         tv, writer = _tantivy(), self._w()
         for pid, text in zip(ids, texts, strict=True):
-            writer.add_document(tv.Document(**{ID: int(pid), TEXT: text}))
+            writer.add_document(tv.Document(**{ID: int(pid)}, **document_fields(text)))
 
     def remove(self, ids: Iterable[int]) -> None:
         ids = [int(i) for i in ids]
@@ -152,8 +171,9 @@ class KeywordWriter:
 class KeywordSearcher:
     """One committed version, read-only: BM25 top-k over any of the query's terms."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: int = KEYWORD_SCHEMA) -> None:
         self.path = path
+        self.has_cjk = schema >= 2  # a version written before the CJK field: Latin terms only
         self.index = _open(path)
         self.index.config_reader("Manual")  # a version never changes: no watcher thread
         self.searcher = self.index.searcher()
@@ -169,11 +189,13 @@ class KeywordSearcher:
         score, so the answer is the filter's own top `limit` wherever its passages rank overall.
         """
         tv, schema, searcher = _tantivy(), _schema(), self.searcher
+        words = list(words)
         docs, clauses = searcher.num_docs, []
-        for term in query_terms(words):
-            with_term = searcher.doc_freq(TEXT, term)
+        terms = [(TEXT, t) for t in query_terms(words)] + ([(CJK, g) for g in query_grams(words)] if self.has_cjk else [])
+        for field, term in terms:
+            with_term = searcher.doc_freq(field, term)
             if with_term:  # boosts keep block-max WAND: tantivy multiplies them into each term's scorer
-                clause = tv.Query.term_query(schema, TEXT, term, index_option="freq")
+                clause = tv.Query.term_query(schema, field, term, index_option="freq")
                 clauses.append((tv.Occur.Should, tv.Query.boost_query(clause, rsj_boost(docs, with_term))))
         if not clauses or limit <= 0 or (within is not None and len(within) == 0):
             return []

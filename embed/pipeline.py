@@ -158,7 +158,7 @@ def _up_to_date(meta: IndexMeta | None, model_id: str, index_kind: str, total: i
     for a passage that left the database (or in a rebuild, after which all are marked again); so
     the marked passages are all in the index, and an index holding more (a deleted passage's
     vector, not yet dropped) would count more."""
-    return (meta is not None and meta.model_id == model_id and meta.keywords is not None
+    return (meta is not None and meta.model_id == model_id and meta.keywords_current
             and total == embedded == meta.count and choose_kind(meta.count, index_kind) == meta.kind)
 
 

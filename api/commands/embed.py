@@ -21,6 +21,10 @@ def run_embed(ctx: typer.Context, rebuild: bool):
     if meta is not None and meta.model_id != encoder.model_id:
         app.err.print(f"[yellow]The index was built with {meta.model_id}; encoder is now {encoder.model_id}: "
                       "rebuilding every vector.[/]")
+    elif meta is not None and meta.keywords is not None and not meta.keywords_current:
+        app.err.print("[yellow]The keyword index was written before Chinese, Japanese and Korean words were "
+                      "indexed: rebuilding it beside the live one (search answers from the old one meanwhile; "
+                      "no vector is re-embedded).[/]")
     announce_story_model(app, settings)
     columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} passages/s"), TimeRemainingColumn())
