@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from digest.crosslingual import LANGUAGE_NAMES
 from digest.summary.schema import DailyBrief, InsightCard, PodcastInsight, Sentence, SourceRef
 from store.links import moment_url
 
@@ -75,6 +76,8 @@ def source_line(ref: SourceRef) -> str:
     """`<url|title> · Publisher · 2026-11-30 · at 12:34` (the time for episodes)."""
     url = moment_url(ref.url, ref.start) if ref.kind == "episode" else ref.url  # opens the episode at the moment
     parts = [link(url, ref.title), escape(ref.publisher)]
+    if ref.language not in (None, "en"):  # the title stays as published; the language is said
+        parts.append(f"in {LANGUAGE_NAMES.get(ref.language, ref.language)}")
     if _day(ref.published):
         parts.append(_day(ref.published))
     if ref.kind == "episode" and clock(ref.start):
@@ -120,6 +123,9 @@ def card_blocks(number: int, card: InsightCard) -> list[dict]:
     lead = card.sources[0] if card.sources else None
     title = link(lead.url if lead else None, card.title)
     text = f"*{number}. {title}*"
+    if card.covered_only_in:
+        language = LANGUAGE_NAMES.get(card.covered_only_in, card.covered_only_in)
+        text += f"\n_Covered only in {language}: the original headline; no summary is written from it._"
     if card.summary:
         text += "\n" + sentences(card.summary)
     if card.key_takeaway:

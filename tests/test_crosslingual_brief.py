@@ -161,3 +161,15 @@ def test_a_chinese_only_story_on_the_topic_is_ranked_and_shown_labelled(brief_se
     card = next(c for c in brief.cards if c.story_id == ascend_story)
     assert card.covered_only_in == "zh" and card.title == ascend["title"] and not card.summary
     assert drones not in brief.story_ids and FOREIGN_SCALE > 0
+
+
+def test_slack_marks_a_chinese_source_and_a_chinese_only_story():
+    from digest.slack_blocks import card_blocks
+    from digest.summary.base import StoryInput
+    from digest.summary.schema import SourceRef
+
+    chinese = SourceRef(item_id=3, title=ZH_ONLY_TITLE, url="https://zngc.example/1", publisher="智能观察",
+                        kind="article", language="zh")
+    card = covered_only_card(StoryInput(story_id=2, title=ZH_ONLY_TITLE, topic="x", sources=[chinese], passages=[]), "zh")
+    text = json.dumps(card_blocks(1, card), ensure_ascii=False)
+    assert "Covered only in Chinese" in text and ZH_ONLY_TITLE in text and "智能观察 · in Chinese" in text
