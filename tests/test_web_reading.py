@@ -133,6 +133,15 @@ def test_every_page_has_its_date(reader, web_world):
     assert re.search(rf'<time datetime="{web_world.day}">\w+day \d{{1,2}} \w+ \d{{4}}</time>', briefs)
     found = reader.http.get("/find", params={"q": "export controls"}).text
     assert re.search(r'<time datetime="\d{4}-\d\d-\d\d">\d{1,2} \w{3} \d{4}</time>', found)
+    podcasts = reader.http.get(f"/podcasts/{web_world.topic}/{web_world.day}").text
+    insights = podcasts.count('<p class="meta">')
+    episodes_dated = re.findall(r'<p class="meta">.*?, <time datetime="\d{4}-\d\d-\d\d">\d{1,2} \w{3} \d{4}</time></p>',
+                                podcasts)
+    assert insights >= 3 and len(episodes_dated) == insights, "each episode with its day"
+    fresh = Visitor(str(reader.http.base_url))
+    signin = fresh.http.get("/signin").text
+    fresh.close()
+    assert "Summaries by briefcast" not in signin  # a page with no summary does not claim one
 
 
 def test_with_langs_escapes_and_marks_only_the_names():
