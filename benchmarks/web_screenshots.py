@@ -10,6 +10,7 @@ page; the data dir itself is never written. `briefcast serve`'s app runs under u
 loopback against the copy, and Debian's chromium (/usr/bin/chromium, through Playwright's
 executable_path, the browser test's flags) opens each page at 375 and 1200 px, light and dark.
 
+--axe also runs axe-core (the browser test's copy) on every page and prints its violations.
 By default it writes the screenshots docs/web.md shows, each cut to its first screens
 (--max-height CSS pixels) and reduced to a 128-colour palette to stay small. --all writes
 every page at both widths in both schemes, full length, for a person to look at.
@@ -129,7 +130,7 @@ def prepare(copy: Copy) -> dict:
 
 
 def shoot(base_url: str, key: str, paths: dict, shots: list[tuple[str, int, str]], out: Path,
-          max_height: int | None) -> list[Path]:
+          max_height: int | None, axe: bool = False) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     written = []
@@ -137,7 +138,8 @@ def shoot(base_url: str, key: str, paths: dict, shots: list[tuple[str, int, str]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         for width, scheme in sorted({(w, s) for _, w, s in shots}):
             context = browser.new_context(viewport={"width": width, "height": WIDTHS[width]}, color_scheme=scheme,
-                                          base_url=base_url, is_mobile=width < 600, has_touch=width < 600)
+                                          base_url=base_url, is_mobile=width < 600, has_touch=width < 600,
+                                          bypass_csp=axe)  # axe goes in as an inline script
             page = context.new_page()
             _sign_in(page, key)
             names = [n for n, w, s in shots if (w, s) == (width, scheme)]
@@ -149,9 +151,23 @@ def shoot(base_url: str, key: str, paths: dict, shots: list[tuple[str, int, str]
                 target = out / f"web-{name}-{width}-{scheme}.png"
                 _capture(page, target, width, max_height)
                 written.append(target)
+                if axe:
+                    print(f"axe {name} {width} {scheme}: {_axe(page) or 'no violations'}")
             context.close()
         browser.close()
     return written
+
+
+def _axe(page) -> dict[str, int]:
+    """axe-core's violations on the page, as {impact: nodes} (the browser test's harness)."""
+    from axe_playwright_python.base import AXE_FILE_PATH
+
+    page.add_script_tag(path=str(AXE_FILE_PATH))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    counts: dict[str, int] = {}
+    for violation in result["violations"]:
+        counts[f"{violation['impact']} {violation['id']}"] = len(violation["nodes"])
+    return counts
 
 
 def _sign_in(page, key: str) -> None:
@@ -191,6 +207,7 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="a data dir made by `briefcast run` (SQLite)")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--all", action="store_true", help="every page, both widths and schemes, full length")
+    parser.add_argument("--axe", action="store_true", help="also run axe-core on each page and print its violations")
     parser.add_argument("--max-height", type=int, default=1200, help="CSS pixels kept of a long page (docs set)")
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +222,7 @@ def main() -> None:
         server = Server(copy)
         try:
             written = shoot(server.base_url, world["key"], world["paths"], shots, args.out_dir,
-                            None if args.all else args.max_height)
+                            None if args.all else args.max_height, axe=args.axe)
         finally:
             server.stop()
     for path in written:
