@@ -96,6 +96,7 @@ class Runtime:
         self._sessions = None
         self._redis: redis.Redis | None = None
         self._encoder = None
+        self._multilingual = None
         self._transcriber = None
 
     @property
@@ -126,6 +127,14 @@ class Runtime:
 
             self._encoder = make_encoder(self.settings)
         return self._encoder
+
+    def multilingual(self):
+        """The second index's embedding (USE-m3 loads on first use, then stays), or None when off."""
+        if self._multilingual is None:
+            from embed.runtime import make_multilingual_embedding
+
+            self._multilingual = make_multilingual_embedding(self.settings) or False
+        return self._multilingual or None
 
     def transcriber(self):
         """The ASR model, built on first use in this process (loading it is not cheap)."""
@@ -360,7 +369,8 @@ def embed(self: Task) -> dict:
         return {"status": "busy"}  # the previous run goes on
     with lease:
         report = embed_pending(runtime.sessions(), runtime.encoder(), index_store(settings),
-                               batch=settings.embed_batch, index_kind=settings.index_kind, nprobe=settings.nprobe)
+                               batch=settings.embed_batch, index_kind=settings.index_kind, nprobe=settings.nprobe,
+                               multilingual=runtime.multilingual())
     if report.items_split or report.passages_embedded or report.passages_removed:
         enqueue_once(cluster, "cluster", settings.worker_embed_every_seconds)
     return {"status": "done", "items_split": report.items_split, "passages_embedded": report.passages_embedded,

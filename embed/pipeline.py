@@ -44,6 +44,7 @@ class EmbedReport:
     index_count: int = 0
     index_kind: str = ""
     keywords_rebuilt: int = 0  # texts re-added because the keyword index did not match the vectors
+    multilingual: object | None = None  # the second index's MultilingualReport (embed/multilingual_index.py)
 
 
 def split_pending(sessions: sessionmaker[Session], report: EmbedReport) -> None:
@@ -129,8 +130,10 @@ def embed_pending(
     index_kind: str = "auto",
     nprobe: int = 16,
     progress: Progress | None = None,
+    multilingual=None,
 ) -> EmbedReport:
-    """Split changed items, drop vectors of deleted passages, embed what is not yet embedded."""
+    """Split changed items, drop vectors of deleted passages, embed what is not yet embedded;
+    then, given a MultilingualEmbedding, bring the second index (across languages) up to date."""
     started = time.perf_counter()
     report = EmbedReport()
     split_pending(sessions, report)
@@ -147,6 +150,10 @@ def embed_pending(
     else:
         _update(sessions, encoder, store, report, total - embedded, batch=batch, index_kind=index_kind,
                 nprobe=nprobe, progress=progress)
+    if multilingual is not None:
+        from embed.multilingual import languages_of
+
+        report.multilingual = multilingual.sync(sessions, languages_of(encoder.model_id), batch=batch)
     report.seconds = time.perf_counter() - started
     return report
 

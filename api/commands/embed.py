@@ -10,7 +10,7 @@ def run_embed(ctx: typer.Context, rebuild: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from embed.pipeline import embed_pending
-    from embed.runtime import index_store, make_encoder
+    from embed.runtime import index_store, make_encoder, make_multilingual_embedding
 
     app = ctx.obj
     settings = app.settings
@@ -26,6 +26,8 @@ def run_embed(ctx: typer.Context, rebuild: bool):
                       "indexed: rebuilding it beside the live one (search answers from the old one meanwhile; "
                       "no vector is re-embedded).[/]")
     announce_story_model(app, settings)
+    multilingual = make_multilingual_embedding(settings)
+    announce_multilingual_model(app, multilingual)
     columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]:.1f} passages/s"), TimeRemainingColumn())
     with Progress(*columns, console=app.err, transient=True) as progress:
@@ -36,12 +38,18 @@ def run_embed(ctx: typer.Context, rebuild: bool):
             progress.update(task, completed=done, total=total, rate=done / elapsed)
 
         report = embed_pending(app.sessions(), encoder, store, batch=settings.embed_batch, rebuild=rebuild,
-                               index_kind=settings.index_kind, nprobe=settings.nprobe, progress=advance)
+                               index_kind=settings.index_kind, nprobe=settings.nprobe, progress=advance,
+                               multilingual=multilingual)
     rate = report.passages_embedded / report.seconds if report.seconds else 0.0
     app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
                   f"index: {report.index_count} vectors ({report.index_kind}, {encoder.model_id})"
                   + (" [rebuilt]" if report.rebuilt else ""))
+    if report.multilingual is not None and (report.multilingual.embedded or report.multilingual.removed):
+        ml = report.multilingual
+        app.out.print(f"across languages: {ml.embedded} embedded, {ml.removed} removed; "
+                      f"{ml.counts.get('other', 0)} passages in other languages, {ml.counts.get('leads', 0)} leads "
+                      f"({multilingual.encoder.model_id})" + (" [rebuilt]" if ml.rebuilt else ""))
     return encoder
 
 
@@ -54,6 +62,15 @@ def announce_story_model(app, settings) -> None:
         app.err.print(f"[yellow]Stories were linked with {change[0]}; the story encoder is now {change[1]}: "
                       "the next clustering embeds the open stories' items with it (passages and the index "
                       "are not re-embedded; stories already formed stay).[/]")
+
+
+def announce_multilingual_model(app, multilingual) -> None:
+    """A changed multilingual encoder re-embeds only the second index, beside the live one."""
+    change = multilingual.model_change() if multilingual is not None else None
+    if change is not None:
+        app.err.print(f"[yellow]Passages across languages were embedded with {change[0]}; the multilingual "
+                      f"encoder is now {change[1]}: re-embedding only those (other-language passages and "
+                      "leads) beside the live ones; passage vectors and the keyword index stay.[/]")
 
 
 def embed(ctx: typer.Context) -> None:
