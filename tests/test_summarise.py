@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from embed.encoder import get_encoder
 from digest.summary.base import SummarizerError
 from digest.summary.cache import summarise_story
-from digest.summary.extractive import ExtractiveSummarizer
+from digest.summary.extractive import ExtractiveSummarizer, _defines
 from digest.summary.grounding import GroundingChecker, label_unverified
 from digest.summary.schema import InsightCard, Sentence, StoryBrief, from_dict, to_dict
 from digest.summary.runtime import make_summaries
@@ -134,6 +134,7 @@ def test_story_brief_from_several_sources_with_glossary(summarizer, checker, sto
     assert len({g.definition.text for g in brief.glossary}) == len(terms)  # one sentence defines one term
     for entry in brief.glossary:
         assert entry.term in entry.definition.text and entry.definition.passage_ids
+        assert _defines(entry.definition.text, entry.term)  # it says what the term is
     assert brief.reading_minutes >= 1 and [s.item_id for s in brief.sources] == [s.item_id for s in story.sources]
 
 

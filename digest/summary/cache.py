@@ -26,14 +26,18 @@ from store.models import Item, Story, Summary
 if TYPE_CHECKING:
     from digest.summary.runtime import Summaries
 
+# Bumped when the sentence rules, budgets or glossary change what a backend's output becomes, so a
+# stored summary made by older rules is made again instead of served (12-06c: glossary definitions, topic tags).
+RULES_VERSION = "2026-12-06c"
+
 Kind = Literal["card", "story_brief", "podcast_insights"]
 KINDS = ("card", "story_brief", "podcast_insights")
 
 
 def story_content_hash(story: StoryInput, kind: str, limit: int | None = None, checked_by: str = "") -> str:
-    """Of what the backend reads (the passages, ids and text in order; title, topic, personas) and
-    of the support check applied (so a new threshold is not served stale summaries)."""
-    payload = {"kind": kind, "checked_by": checked_by, "title": story.title, "topic": story.topic,
+    """Of what the backend reads (the passages, ids and text in order; title, topic, personas), of
+    the support check applied (so a new threshold is not served stale summaries) and of the rules."""
+    payload = {"kind": kind, "rules": RULES_VERSION, "checked_by": checked_by, "title": story.title, "topic": story.topic,
                "terms": story.topic_terms,
                "personas": [dataclasses.asdict(p) for p in story.personas], "limit": limit,
                "passages": [[p.passage_id, p.item_id, p.text] for p in story.passages],

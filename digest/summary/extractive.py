@@ -458,12 +458,30 @@ def topics(story: StoryInput, limit: int = 6) -> list[str]:
     lower = text.lower()
     found: list[str] = []
     candidates_ = [t for t in story.topic_terms if t.lower() in lower] + frequent_phrases(text)
-    for term in candidates_:  # "chip" and "chips", "export control(s)": one of each
+    for term in candidates_:  # "chip" and "chips", "open weights" and "open-weight": one of each
         if len(found) >= limit:
             break
-        if all(term.lower() not in f.lower() and f.lower() not in term.lower() for f in found):
+        if not any(_same_topic(term, f) for f in found):
             found.append(term)
     return [_label(t) for t in found]
+
+
+_TOPIC_SUFFIXES = ("ations", "ation", "ings", "ing", "es", "s")
+
+
+def _topic_key(term: str) -> str:
+    """"Open-weight" and "open weights", "distillation" and "distilling": one key."""
+    def stem(word: str) -> str:
+        for suffix in _TOPIC_SUFFIXES:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+                return word[: -len(suffix)]
+        return word
+    return " ".join(stem(w) for w in re.split(r"[\s-]+", term.lower()) if w)
+
+
+def _same_topic(a: str, b: str) -> bool:
+    ka, kb = _topic_key(a), _topic_key(b)
+    return ka in kb or kb in ka
 
 
 _ACRONYMS = {"ai": "AI", "eu": "EU", "us": "US", "gpu": "GPU", "gpus": "GPUs", "api": "API", "llm": "LLM", "uk": "UK"}
@@ -500,14 +518,18 @@ def glossary(pool: Pool, limit: int) -> list[GlossaryTerm]:
     publishers = {s.publisher.lower() for s in pool.story.sources}
     for n in pool.standalone():
         for name in name_mentions(pool.candidates[n].text):
-            if not set(name.lower().split()) <= COMMON_NAMES and name.lower() not in publishers:
+            if (not set(name.lower().split()) <= COMMON_NAMES and name.lower() not in publishers
+                    and not _DESCRIBED.match(name)):
                 mentions.setdefault(name, []).append(n)
     best = {t: max(ns, key=lambda n: _definition_value(pool, n, t)) for t, ns in mentions.items()}
 
     def value(term: str) -> float:  # jargon, introduced by a sentence that defines it, recurring
         return 2 * is_jargon(term) + 2 * _defines(pool.candidates[best[term]].text, term) + min(len(mentions[term]), 3)
 
-    ranked = sorted((t for t in mentions if is_jargon(t) or len(mentions[t]) >= 2), key=lambda t: (-value(t), t))
+    # A term is glossed only by a sentence that defines it: any other sentence that names it is
+    # context, and a glossary of context sentences explains nothing.
+    ranked = sorted((t for t in mentions if (is_jargon(t) or len(mentions[t]) >= 2)
+                     and _defines(pool.candidates[best[t]].text, t)), key=lambda t: (-value(t), t))
     out: list[GlossaryTerm] = []
     for term in ranked:
         if len(out) >= limit:
@@ -517,13 +539,24 @@ def glossary(pool: Pool, limit: int) -> list[GlossaryTerm]:
     return out
 
 
+# "Hangzhou-based Lumen AI", "US-made H20": a description run into a name is not a term to gloss.
+_DESCRIBED = re.compile(r"^\S+-(?:based|made|born|backed|owned|led)\s")
+
+# What follows a term in a sentence that says what it is: "X (…", "X, a …", "X is a …",
+# "X refers to …", "X family"; or "… called X". "If X is served by …" does not define X.
+_DEFINING_AFTER = (r"(?:['’]s)?(?:\s*\(|,\s+(?:a|an|the|which|who)\b|\s+(?:is|are|was|were)\s+(?:a|an|the|one)\b"
+                   r"|\s+(?:represents|refers to|means|stands for|describes)\b|\s+family\b)")
+
+
 def _defines(text: str, term: str) -> bool:
-    return bool(re.search(rf"{re.escape(term)}(?:['’]s)?\s*(?:,|\(|is\b|are\b|was\b|refers|means|stands|family)"
-                          rf"|(?:called|known as|named)\s+{re.escape(term)}", text))
+    name = re.escape(term)
+    return bool(re.search(rf"(?<![\w-]){name}{_DEFINING_AFTER}", text)
+                or re.search(rf"(?:called|known as|named)\s+(?:the\s+)?{name}(?![\w-])", text))
 
 
-def _definition_value(pool: Pool, n: int, term: str) -> float:
-    return float(pool.scores[n]) + (0.5 if _defines(pool.candidates[n].text, term) else 0.0)
+def _definition_value(pool: Pool, n: int, term: str) -> tuple[bool, float]:
+    """A defining sentence first, however central another one is; then the more central."""
+    return _defines(pool.candidates[n].text, term), float(pool.scores[n])
 
 
 def cited_sources(story: StoryInput, pool: Pool, picked: Sequence[int]) -> list[SourceRef]:
