@@ -312,8 +312,10 @@ class IndexStore:
             # sees it out of sync with the vectors and re-adds every text (embed/pipeline.py).
             carried = None if fresh or self._last is None or not self._last.keywords_current else self._last
             keywords = KeywordWriter(self.dir / KEYWORD_WORK, self.keyword_dir(carried))
-            # A fresh index is a change in itself, empty or not: it replaces whatever is live.
-            live = PassageIndex(current or VectorIndex.empty(model_id, dim), keywords, changed=fresh)
+            # A fresh index is a change in itself, empty or not: it replaces whatever is live; so is a
+            # keyword half of today's schema replacing an older one.
+            live = PassageIndex(current or VectorIndex.empty(model_id, dim), keywords,
+                                changed=fresh or carried is None and self._last is not None)
             try:
                 yield live
                 if live.changed or self._last is None:

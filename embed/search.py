@@ -251,7 +251,11 @@ def vector_rankings(ctx: SearchContext, conn: Connection, snap: Snapshot, query:
         unread = ml.other_ids() if across else frozenset()
         rankings.append([pid for pid in ranked if pid not in unread] if unread else ranked)
     if across:
-        rankings.append(multilingual_ranking(ml, across, query, depth, scope))
+        found = multilingual_ranking(ml, across, query, depth, scope)
+        # For an English query the Chinese passages it finds can get no keyword vote (another
+        # script), so this ranking counts for both their votes; counted once, a Chinese twin sat
+        # below every English item found both ways (mean position 8.0 of 48; twice: 2.8).
+        rankings.extend([found] if foreign else [found, found])
     return rankings
 
 

@@ -138,3 +138,18 @@ def test_a_chinese_query_finds_the_sample_worlds_chinese_items(tmp_path, sample_
         hits = search(ctx, query, k=3, mode="keyword")
         assert hits and title_part in hits[0].title and hits[0].item_id in chinese.values(), (query, hits[:1])
 
+
+
+def test_the_cli_announces_the_keyword_rebuild(tmp_path):
+    from tests.cli_inprocess import briefcast
+
+    assert briefcast(tmp_path, "embed", BRIEFCAST_ENCODER="fake").returncode == 0
+    pointer_file = tmp_path / "data" / "index" / POINTER
+    pointer = json.loads(pointer_file.read_text())
+    pointer.pop("keyword_schema")
+    pointer_file.write_text(json.dumps(pointer))
+    ran = briefcast(tmp_path, "embed", BRIEFCAST_ENCODER="fake")
+    assert ran.returncode == 0, ran.stderr
+    assert "rebuilding it beside the live one" in " ".join(ran.stderr.split())
+    assert json.loads(pointer_file.read_text())["keyword_schema"] == 2
+    assert "keyword index" not in briefcast(tmp_path, "embed", BRIEFCAST_ENCODER="fake").stderr
