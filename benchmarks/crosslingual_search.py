@@ -137,9 +137,16 @@ def fit_floor(usem3, rset, data) -> dict:
     plateau = [f for s, f in scores if s == best]
     floor = plateau[len(plateau) // 2]
     held_noise = [c for n, c in noise if n % 2 == 1]
+    negatives = [c for c, rel in side[0] if not rel]
+    strong = float(np.ceil(max(negatives) * 100) / 100)  # above every negative of the fitting half
+    held_same = [c for c, rel in side[1] if rel]
     return {"floor": floor, "fitting_half": prf(side[0], floor), "held_out_half": prf(side[1], floor),
             "held_out_english_queries_letting_a_chinese_item_in": f"{sum(c >= floor for c in held_noise)}/{len(held_noise)}",
             "english_noise_best_cosine_max": round(max(c for _, c in noise), 3),
+            "strong_floor": strong,
+            "held_out_negatives_above_strong": f"{sum(c >= strong for c, rel in side[1] if not rel)}/{len(side[1]) - len(held_same)}",
+            "held_out_english_queries_above_strong": f"{sum(c >= strong for c in held_noise)}/{len(held_noise)}",
+            "held_out_same_story_above_strong": f"{sum(c >= strong for c in held_same)}/{len(held_same)}",
             "same_story_cosine_min": round(min(c for _, c, rel in labelled if rel), 3),
             "same_story_cosine_median": round(float(np.median([c for _, c, rel in labelled if rel])), 3)}
 

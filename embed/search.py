@@ -212,9 +212,10 @@ def keyword_ranking(conn: Connection, snap: Snapshot, query: str, filters: Searc
 
 
 def multilingual_ranking(ml: MultilingualSearch, indexes: list[VectorIndex], query: str, depth: int,
-                         scope: Scope) -> list[int]:
+                         scope: Scope) -> tuple[list[int], dict[int, float]]:
     """The second index's hits at or above its cosine floor, best first (both stores merged by
-    cosine): what an English query finds in Chinese, or a Chinese query in either language."""
+    cosine; each one's cosine beside): what an English query finds in Chinese, or a Chinese query
+    in either language."""
     embedded = ml.encoder.embed_batch([query])
     merged: dict[int, float] = {}
     for index in indexes:
@@ -232,11 +233,11 @@ def multilingual_ranking(ml: MultilingualSearch, indexes: list[VectorIndex], que
         # Below the floor nothing more can pass: fewer than asked means all that can were ranked.
         for pid in _within(scope, depth, rank, lambda ranked, wanted: len(ranked) < wanted):
             merged[pid] = scored[pid]
-    return sorted(merged, key=merged.__getitem__, reverse=True)[:depth]
+    return sorted(merged, key=merged.__getitem__, reverse=True)[:depth], merged
 
 
 def vector_rankings(ctx: SearchContext, conn: Connection, snap: Snapshot, query: str, filters: SearchFilters,
-                    depth: int, scope: Scope) -> list[list[int]]:
+                    depth: int, scope: Scope, hybrid: bool = False) -> list[list[int]]:
     """The passage encoder's ranking and, while the second index holds anything, its ranking too.
 
     Each encoder ranks only what it reads: a query mostly in another script (Chinese) is not
@@ -251,11 +252,13 @@ def vector_rankings(ctx: SearchContext, conn: Connection, snap: Snapshot, query:
         unread = ml.other_ids() if across else frozenset()
         rankings.append([pid for pid in ranked if pid not in unread] if unread else ranked)
     if across:
-        found = multilingual_ranking(ml, across, query, depth, scope)
-        # For an English query the Chinese passages it finds can get no keyword vote (another
-        # script), so this ranking counts for both their votes; counted once, a Chinese twin sat
-        # below every English item found both ways (mean position 8.0 of 48; twice: 2.8).
-        rankings.extend([found] if foreign else [found, found])
+        found, cosine = multilingual_ranking(ml, across, query, depth, scope)
+        rankings.append(found)
+        if hybrid and not foreign:
+            # An English query's Chinese hits can get no keyword vote (another script): the close
+            # ones (the strong floor, above every unrelated query's cosine) get it from here. Once
+            # only, a Chinese twin sat below every English item found both ways.
+            rankings.append([pid for pid in found if cosine[pid] >= ml.strong])
     return rankings
 
 
@@ -278,7 +281,7 @@ def search(ctx: SearchContext, query: str, k: int = 10, filters: SearchFilters |
         conn = session.connection()  # one connection for the whole search
         rankings, scope = [], Scope(conn, filters)  # both rankings share the filter's ids
         if mode in ("hybrid", "vector"):
-            rankings.extend(vector_rankings(ctx, conn, snap, query, filters, depth, scope))
+            rankings.extend(vector_rankings(ctx, conn, snap, query, filters, depth, scope, hybrid=mode == "hybrid"))
         if mode in ("hybrid", "keyword"):
             rankings.append(keyword_ranking(conn, snap, query, filters, depth, scope))
         return _grouped_hits(ctx, conn, fuse(rankings), k)
