@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ from store.apikeys import create_key
 from store.entry import Entry, Kind, Segment
 from store.db import open_database
 from tests.conftest import make_settings
+from tests.serve_process import briefcast_serve, free_port, serve_env  # noqa: F401 - free_port: other tests import it here
 
 TEXT = ("Export controls on AI accelerators now include a memory bandwidth threshold. "
         "Chinese labs are moving to domestic chips and open-weight models. ") * 4
@@ -196,12 +196,6 @@ def test_no_generated_request_makes_a_server_error(tmp_path):
 # --- a real server -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def send_raw_get(port: int, target: str, key: str) -> int | None:
     """A GET with a huge request line, which httpx refuses to send: the status, or None if the
     server closed the connection before answering."""
@@ -220,30 +214,13 @@ def send_raw_get(port: int, target: str, key: str) -> int | None:
 def test_real_server_refuses_a_10_mb_query_and_answers_the_next(tmp_path):
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", encoder="fake")
     key = build_world(settings)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {
-        "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
-        "BRIEFCAST_ENCODER": "fake", "BRIEFCAST_CONFIG": str(tmp_path / "none.toml")}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port), "--workers", "2"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    env = serve_env(settings, tmp_path, BRIEFCAST_ENCODER="fake")
+    with briefcast_serve(env, tmp_path / "serve.log", workers=2) as (base, port):
         started = time.monotonic()
         status = send_raw_get(port, "/search?q=" + "x" * 10_000_000, key)
         assert status in (400, 413, 414, 431, None) and time.monotonic() - started < 20  # None: closed on us
         ok = httpx.get(base + "/search", params={"q": "export controls"}, headers={"X-API-Key": key}, timeout=30)
         assert ok.status_code == 200 and ok.json()["count"] >= 1
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 
 
 def test_api_imports_neither_torch_nor_faiss_until_the_first_search(tmp_path):

@@ -8,11 +8,6 @@ Figures and the floor's fit: benchmarks/crosslingual_search.py, docs/multilingua
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,7 +22,7 @@ from embed.search import SearchContext, search
 from store.models import Item, Passage
 from tests.conftest import make_settings
 from tests.crosslingual_world import add_items, load_crosslingual
-from tests.workers import free_port
+from tests.serve_process import briefcast_serve, serve_env
 
 TWIN_PIN = 0.95  # measured 1.00 both ways (docs/multilingual.md)
 UNRELATED = ["reinforcement learning for robot grasping", "how do transformers handle long context windows",
@@ -178,32 +173,14 @@ def test_an_english_query_finds_a_chinese_report_through_the_served_api(world):
     settings, sessions, data, ids, _ = world
     with sessions() as session, session.begin():
         _, key = apikeys.create_key(session, "across")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {
-        "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
-        "BRIEFCAST_CONFIG": str(settings.data_dir / "none.toml")}
-    log = (settings.data_dir / "serve.log").open("wb")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (settings.data_dir / "serve.log").read_text()[-2000:]
-                time.sleep(0.1)
+    env = serve_env(settings, settings.data_dir)
+    with briefcast_serve(env, settings.data_dir / "serve.log") as (base, _):
         response = httpx.get(base + "/search", params={"q": "DeepSeek V4 open-weight model release", "k": 10},
                              headers={"X-API-Key": key}, timeout=120)
-        assert response.status_code == 200, response.text
-        results = response.json()["results"]
-        chinese = {ids[k] for k, s in data["items"].items() if s["lang"] == "zh" and s["story"] == "M1"}
-        assert chinese & {r["item_id"] for r in results}, [(r["title"], r["language"]) for r in results]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    chinese = {ids[k] for k, s in data["items"].items() if s["lang"] == "zh" and s["story"] == "M1"}
+    assert chinese & {r["item_id"] for r in results}, [(r["title"], r["language"]) for r in results]
 
 
 def test_the_cli_announces_a_changed_multilingual_encoder(tmp_path):

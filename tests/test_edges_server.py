@@ -14,21 +14,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import select
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from api.limits import MAX_BODY_BYTES
 from tests.conftest import make_settings
-from tests.test_api import build_world, free_port
+from tests.serve_process import briefcast_serve, serve_env
+from tests.test_api import build_world
 
 SECRET = "edge-signing-secret"
 CHUNK = 16 * 1024
@@ -100,28 +97,10 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("edges")
     settings = make_settings(tmp, f"sqlite:///{tmp / 'edges.db'}", encoder="fake")
     key = build_world(settings)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {
-        "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
-        "BRIEFCAST_ENCODER": "fake", "BRIEFCAST_CONFIG": str(tmp / "none.toml"),
-        "BRIEFCAST_SLACK_BOT_TOKEN": "xoxb-edge", "BRIEFCAST_SLACK_SIGNING_SECRET": SECRET}
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (tmp / "server.log").read_text()[-2000:]
-                time.sleep(0.1)
+    env = serve_env(settings, tmp, BRIEFCAST_ENCODER="fake", BRIEFCAST_SLACK_BOT_TOKEN="xoxb-edge",
+                    BRIEFCAST_SLACK_SIGNING_SECRET=SECRET)
+    with briefcast_serve(env, tmp / "server.log") as (base, port):
         yield {"port": port, "base": base, "key": key, "db": tmp / "edges.db", "log": tmp / "server.log"}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def slack_head(timestamp: bytes, signature: bytes, framing: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:

@@ -462,36 +462,19 @@ def test_a_mention_is_answered_in_its_thread_once_even_when_slack_retries(bot, s
 @pytest.mark.slow
 def test_briefcast_serve_answers_signed_slack_requests(tmp_path, slack):
     """`briefcast serve` with the BRIEFCAST_SLACK_* variables, two uvicorn workers, real HTTP."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
     import httpx
 
-    from tests.test_api import free_port
+    from tests.serve_process import briefcast_serve, serve_env
 
     settings = slack_settings(tmp_path, f"sqlite:///{tmp_path / 'serve.db'}", slack)
     build_world(settings)
     sessions = open_database(settings.db_url)
     store_brief(sessions, make_brief())
     sessions.kw["bind"].dispose()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")} | {
-        "BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
-        "BRIEFCAST_ENCODER": "fake", "BRIEFCAST_CONFIG": str(tmp_path / "none.toml"),
-        "BRIEFCAST_SLACK_BOT_TOKEN": TOKEN, "BRIEFCAST_SLACK_SIGNING_SECRET": SECRET,
-        "BRIEFCAST_SLACK_API_URL": f"{slack.url}/api/"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port), "--workers", "2"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    env = serve_env(settings, tmp_path, BRIEFCAST_ENCODER="fake", BRIEFCAST_SLACK_BOT_TOKEN=TOKEN,
+                    BRIEFCAST_SLACK_SIGNING_SECRET=SECRET, BRIEFCAST_SLACK_API_URL=f"{slack.url}/api/")
+    with briefcast_serve(env, tmp_path / "serve.log", workers=2) as (base, _):
         body = command_body("/ask", "export controls", slack, trigger="77.77.77")
         ack = httpx.post(base + "/slack/events", content=body, headers=slack_headers(body), timeout=30)
         assert ack.status_code == 200 and "Searching" in ack.json()["text"]
@@ -502,9 +485,6 @@ def test_briefcast_serve_answers_signed_slack_requests(tmp_path, slack):
         assert "Insight 3" in all_text(brief.json()["blocks"])
         bad = httpx.post(base + "/slack/events", content=body, headers=slack_headers(body, secret="x"), timeout=30)
         assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_racing_claims_of_one_event_have_one_winner(sessions):

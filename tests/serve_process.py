@@ -1,0 +1,65 @@
+"""`briefcast serve` in a process of its own, on a free loopback port, as a user starts it: the tests
+that need the real server (uvicorn, its workers, its limits) start it through here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_env(settings, config_dir: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without any BRIEFCAST_ setting, plus the world's data dir and
+    database, a config file that does not exist (so no user file leaks in) and `extra`
+    (BRIEFCAST_ENCODER="fake", Slack secrets, ...)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")}
+    return clean | {"BRIEFCAST_DATA_DIR": str(settings.data_dir), "BRIEFCAST_DATABASE_URL": settings.db_url,
+                    "BRIEFCAST_CONFIG": str(config_dir / "none.toml")} | extra
+
+
+@contextmanager
+def briefcast_serve(env: dict[str, str], log: Path, *, workers: int = 1, start_seconds: float = 60.0) -> Iterator[tuple[str, int]]:
+    """Yields (base URL, port) once /health answers; the server's output goes to `log`, whose tail
+    is the failure message if it exits or never answers."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "briefcast"), "serve", "--port", str(port)]
+    if workers != 1:
+        command += ["--workers", str(workers)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_for_health(base, process, log, start_seconds)
+            yield base, port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_health(base: str, process: subprocess.Popen, log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"briefcast serve exited: {log.read_text()[-2000:]}"
+        try:
+            httpx.get(base + "/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"briefcast serve did not answer in {seconds:.0f} s: {log.read_text()[-2000:]}")
