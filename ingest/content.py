@@ -12,7 +12,7 @@ from urllib.robotparser import RobotFileParser
 
 from ingest.fetch import PAGE_ACCEPT, Fetcher
 from ingest.parse import parse_date
-from ingest.text import word_count
+from ingest.text import script_numbers, word_count
 from store.entry import Entry, Kind
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,11 @@ class Extracted:
 def extract_article(html: bytes | str, url: str | None = None) -> Extracted | None:
     """Main text and metadata of an article page, or None when nothing article-like is found."""
     import trafilatura  # heavy import (lxml, justext, courlan): only when a page is extracted
+    from trafilatura.utils import decode_file
 
+    html = decode_file(html)  # what trafilatura does with bytes itself; numbers are read on the text
     document = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=True
+        script_numbers(html), url=url, with_metadata=True, include_comments=False, include_tables=True
     )
     doc = document.as_dict() if document is not None else None
     if not doc or not (doc.get("text") or "").strip():

@@ -20,10 +20,25 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
+_SUPERSCRIPT = str.maketrans("0123456789+-−", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻")
+_SUBSCRIPT = str.maketrans("0123456789+-−", "₀₁₂₃₄₅₆₇₈₉₊₋₋")
+_SCRIPT_NUMBER = re.compile(r"<(sup|sub)(?:\s[^>]*)?>\s*([-+−]?\d{1,4})\s*</\1\s*>", re.IGNORECASE)
+
+
+def script_numbers(markup: str) -> str:
+    """<sup>24</sup> as ²⁴ and <sub>2</sub> as ₂: flattened to text, "3.1 × 10<sup>24</sup>" read
+    "3.1 × 1024" — a different number in a brief that must not invent one."""
+    def written(match: re.Match) -> str:
+        table = _SUPERSCRIPT if match.group(1).lower() == "sup" else _SUBSCRIPT
+        return match.group(2).translate(table)
+    return _SCRIPT_NUMBER.sub(written, markup)
+
+
 def html_to_text(markup: str) -> str:
     """Readable text from an HTML fragment: paragraphs kept, scripts dropped, entities decoded."""
     if not markup or not markup.strip():
         return ""
+    markup = script_numbers(markup)
     if "<" not in markup:
         return normalise_space(html.unescape(markup))
     try:
