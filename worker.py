@@ -523,21 +523,45 @@ def post_slack(self: Task, brief_id: int) -> dict:
 
 @app.task(name="briefcast.transcribe", base=StageTask, bind=True)
 def transcribe(self: Task, episode_id: int | None = None) -> list[int]:
-    """Transcribe one episode, or every episode queued for ASR; returns the ids transcribed."""
-    from ingest.asr.stage import transcribe_pending
+    """Transcribe one episode, or every episode queued for ASR; returns the ids transcribed.
+
+    One lease per episode, not one for the queue: ASR workers on several machines share the queue,
+    each episode is transcribed by one of them, and a redelivered task finds its episodes done."""
     from store import repo
 
     if episode_id is None:
         with runtime.sessions()() as session:
-            if not repo.queued_episode_ids(session):
-                return []  # nothing queued: do not load the model
+            ids = repo.queued_episode_ids(session)
+    else:
+        ids = [episode_id]
+    done: list[int] = []
+    for item_id in ids:  # the model loads on the first episode this worker gets, not before
+        done += _transcribe_one(self, item_id, explicit=episode_id is not None)
+    if done:
+        enqueue_once(embed, "embed", runtime.settings.worker_embed_every_seconds)
+    return done
+
+
+def _transcribe_one(task: Task, item_id: int, *, explicit: bool) -> list[int]:
+    """The episode under its own lease; nothing when another worker holds it, or when it is no
+    longer queued once the lease is ours (done meanwhile, or by an earlier delivery of this task)."""
+    from ingest.asr.stage import transcribe_pending
+
     try:
-        lease = take_slot(f"asr:{episode_id or 'queued'}", 1, _owner(self), wait=0)
+        lease = take_slot(f"asr:{item_id}", 1, _owner(task), wait=0)
     except SlotBusy:
         return []
     with lease:
-        report = transcribe_pending(runtime.settings, runtime.sessions(), episode_id=episode_id,
+        if not explicit and not _still_queued(item_id):
+            return []
+        report = transcribe_pending(runtime.settings, runtime.sessions(), episode_id=item_id,
                                     transcriber=runtime.transcriber())
-    if report.transcribed_ids:
-        enqueue_once(embed, "embed", runtime.settings.worker_embed_every_seconds)
     return report.transcribed_ids
+
+
+def _still_queued(item_id: int) -> bool:
+    from store.models import Item
+
+    with runtime.sessions()() as session:
+        item = session.get(Item, item_id)
+        return item is not None and item.transcript_status == "queued"

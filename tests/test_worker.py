@@ -293,3 +293,40 @@ def test_a_subscribers_own_send_time_replaces_the_topics(settings, redis_server)
     if now.time() < time(23, 59):
         assert f"email:{ids['late']}" not in queued
     assert (f"email:{ids['topic']}" in queued) == (now.time() >= time(7, 0))
+
+
+def test_asr_workers_share_the_queue_one_lease_per_episode(settings, monkeypatch, tmp_path):
+    """Two machines' ASR workers: an episode another worker holds is left to it (before, one lease
+    covered the whole queue, so a second worker either idled or, holding its own, transcribed the
+    same episode again); a redelivered task finds its episode done and transcribes nothing."""
+    import shutil
+
+    from ingest.asr.fake import FakeTranscriber
+    from tests.asr_audio import ASR_DATA
+    from tests.test_asr_stage import by_guid, fetch_feed, podcast
+
+    root = tmp_path / "site"
+    (root / "audio").mkdir(parents=True)
+    (root / "t").mkdir()
+    shutil.copy(ASR_DATA / "short.mp3", root / "audio" / "a.mp3")
+    shutil.copy(ASR_DATA / "short.mp3", root / "audio" / "missing.mp3")  # both audio-only episodes play
+    (root / "t" / "b.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\nWords.\n")
+    (root / "feed.xml").write_text(podcast())
+    transcriber = FakeTranscriber()
+    monkeypatch.setattr(worker.runtime, "transcriber", lambda: transcriber)
+    sessions = worker.runtime.sessions()
+    with LocalServer(root) as server:
+        fetch_feed(settings, sessions, server)
+        ids = {g: i.id for g, i in by_guid(sessions).items()}
+        assert {g: i.transcript_status for g, i in by_guid(sessions).items()} == {
+            "a": "queued", "b": "published", "c": "queued"}
+
+        other_machine = worker.take_slot(f"asr:{ids['a']}", 1, "worker-on-machine-2", wait=0)
+        assert worker.transcribe.apply().get() == [ids["c"]]  # "a" is the other machine's
+        assert by_guid(sessions)["a"].transcript_status == "queued"
+        other_machine.release()
+
+        assert worker.transcribe.apply().get() == [ids["a"]]
+        assert worker.transcribe.apply().get() == []  # the queue is empty
+        assert worker.transcribe.apply(kwargs={"episode_id": ids["a"]}).get() == []  # a redelivery: done already
+    assert {g: i.transcript_status for g, i in by_guid(sessions).items()} == {"a": "asr", "b": "published", "c": "asr"}
