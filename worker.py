@@ -113,7 +113,7 @@ class Runtime:
         if self._sessions is None:
             from store.db import open_database
 
-            self._sessions = open_database(self.settings.db_url)
+            self._sessions = open_database(self.settings.db_url, self.settings.auto_migrate)
         return self._sessions
 
     def redis(self) -> redis.Redis:

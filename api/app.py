@@ -147,7 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
     from embed.runtime import search_context
     from store.db import open_database
 
-    sessions = open_database(settings.db_url)
+    sessions = open_database(settings.db_url, settings.auto_migrate)
     context = search_context(settings, sessions, serving=True)
     app = FastAPI(title="briefcast", version="0.1.0",
                   description="Semantic search over the news, podcasts and threads briefcast has read.",

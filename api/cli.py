@@ -31,9 +31,13 @@ class AppContext:
 
     def sessions(self) -> sessionmaker[Session]:
         if self._sessions is None:
-            from store.db import open_database
+            from store.db import SchemaError, open_database
 
-            self._sessions = open_database(self.settings.db_url)
+            try:
+                self._sessions = open_database(self.settings.db_url, self.settings.auto_migrate)
+            except SchemaError as error:  # a schema this code cannot use: say so, no traceback
+                self.err.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+                raise typer.Exit(2) from error
         return self._sessions
 
 
@@ -72,6 +76,8 @@ def _register() -> None:
     from api.commands.status import status
     app.command("status")(status)
     app.add_typer(stories.app, name="stories")
+    from api.commands import db
+    app.add_typer(db.app, name="db")
     from api.slack import cli as slack_cli
     app.add_typer(slack_cli.app, name="slack")
 

@@ -164,11 +164,37 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def open_database(url: str) -> sessionmaker[Session]:
-    """Engine + migrations + session factory: what every entry point needs."""
+def open_database(url: str, migrate_schema: bool = True) -> sessionmaker[Session]:
+    """Engine + migrations + session factory: what every entry point needs.
+
+    With `migrate_schema` False (BRIEFCAST_AUTO_MIGRATE=false: a fleet whose schema changes only by
+    `briefcast db upgrade`), a database that is not at head is refused instead of migrated."""
     engine = make_engine(url)
-    migrate(engine)
+    if migrate_schema:
+        migrate(engine)
+    else:
+        require_head(engine)
     return session_factory(engine)
+
+
+def require_head(engine: Engine) -> None:
+    """SchemaError unless the database is at this code's newest revision."""
+    stored, head = _stored_revision(engine), head_revision()
+    if stored != head:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SchemaError(
+            f"the database {where} is at schema revision {stored or 'none (empty)'}, this briefcast needs {head}; "
+            "automatic migration is off (BRIEFCAST_AUTO_MIGRATE=false): run `briefcast db upgrade` once")
+
+
+def schema_state(url: str) -> dict[str, str | None]:
+    """The database's revision and this code's newest, without migrating anything."""
+    engine = make_engine(url)
+    try:
+        return {"database": engine.url.render_as_string(hide_password=True),
+                "revision": _stored_revision(engine), "head": head_revision()}
+    finally:
+        engine.dispose()
 
 
 @contextmanager

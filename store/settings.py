@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    # true: any process brings a database to this code's schema on first use (under a lock);
+    # false: only `briefcast db upgrade` does, and every other process refuses an older schema.
+    auto_migrate: bool = True
     sources: str | None = Field(default=None, description="a sources TOML file, OPML file or feed URL list")
 
     # Fetching
