@@ -230,9 +230,9 @@ def subscriber_page_url(settings: Settings, subscriber: Subscriber) -> str | Non
     """The signed link to the subscriber's settings page on the web reader (none for a test send)."""
     from digest.manage_links import manage_url
 
-    if subscriber.id is None or not subscriber.unsubscribe_token:
+    if subscriber.id is None or not subscriber.manage_secret:
         return None
-    return manage_url(settings.public_base_url, subscriber.id, subscriber.unsubscribe_token)
+    return manage_url(settings.public_base_url, subscriber.id, subscriber.manage_secret)
 
 
 def brief_page_url(settings: Settings, brief: DailyBrief) -> str | None:

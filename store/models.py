@@ -363,6 +363,12 @@ class BriefStory(Base):
     rank: Mapped[int] = mapped_column(Integer)
 
 
+def new_manage_secret() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
@@ -375,6 +381,9 @@ class Subscriber(Base):
     unsubscribe_token: Mapped[str] = mapped_column(SafeString(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     send_time: Mapped[str | None] = mapped_column(SafeString(5))  # local HH:MM; None: the topic's send time
+    # Keys the settings-page link (digest.manage_links): unlike the unsubscribe token, it never
+    # appears in a header a mail provider or the unsubscribe mailbox sees.
+    manage_secret: Mapped[str | None] = mapped_column(SafeString(64), default=new_manage_secret)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -49,3 +49,28 @@ def test_the_api_refuses_an_old_schema_when_auto_migration_is_off(tmp_path, sqli
     settings = make_settings(tmp_path, sqlite_url, encoder="fake", auto_migrate=False)
     with pytest.raises(SchemaError, match="briefcast db upgrade"):
         create_app(settings)
+
+
+def test_migration_0013_gives_existing_subscribers_their_own_link_secret(db_url):
+    """Subscribers stored before 0013 get a random manage_secret each (their links were keyed by the
+    unsubscribe token, which mail providers see); new ones get one when they are added."""
+    from digest.subscribers import add_subscriber
+    from store.db import migrate, session_factory
+    from store.models import Subscriber
+
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, "0012_subscriber_send_time")
+        with engine.begin() as conn:
+            for n in (1, 2):
+                conn.execute(sa.text("INSERT INTO subscribers (email, timezone, topics, unsubscribe_token, active, "
+                                     "created_at) VALUES (:e, 'UTC', '[]', :t, :a, CURRENT_TIMESTAMP)"),
+                             {"e": f"old{n}@example.org", "t": f"token-{n}", "a": True})
+        migrate(engine)
+        sessions = session_factory(engine)
+        add_subscriber(sessions, "new@example.org")
+        with sessions() as session:
+            secrets_ = [s.manage_secret for s in session.scalars(sa.select(Subscriber))]
+        assert len(secrets_) == 3 and all(s and len(s) >= 40 for s in secrets_) and len(set(secrets_)) == 3
+    finally:
+        engine.dispose()

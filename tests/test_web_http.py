@@ -242,6 +242,10 @@ def test_subscription_page_from_the_signed_link(visitor, web_world):
     forged = f"/subscription/{sid}.{signature[::-1]}"
     assert visitor.http.get(forged).status_code == 404
     assert visitor.http.get(f"/subscription/{web_world.unsubscribe_token}").status_code == 404
+    # The unsubscribe token is in List-Unsubscribe, which mail providers see: it must not rebuild the link.
+    from digest.manage_links import manage_token
+
+    assert visitor.http.get(f"/subscription/{manage_token(int(sid), web_world.unsubscribe_token)}").status_code == 404
 
     form = {"active": "yes", "topics": "ai-geopolitics", "persona": "Policy Maker", "timezone": "Asia/Tokyo",
             "send_time": "06:30"}

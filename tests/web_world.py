@@ -78,6 +78,7 @@ def build_world(tmp: Path, server) -> World:
     from store import repo
     from store.apikeys import create_key
     from store.db import open_database
+    from store.models import Subscriber
     from tests.conftest import make_settings
     from tests.digest_world import FakeSummarizer, embed
     from tests.test_samples import ingest_samples
@@ -98,8 +99,10 @@ def build_world(tmp: Path, server) -> World:
     with sessions() as session, session.begin():
         _row, key = create_key(session, "web test reader")
     subscriber, _ = add_subscriber(sessions, "reader@example.org", topics=["ai-geopolitics"], timezone="Europe/Paris")
+    with sessions() as session:  # the link's key is in the database and the email body only
+        secret = session.get(Subscriber, subscriber.id).manage_secret
     return World(settings=settings, sessions=sessions, api_key=key, subscriber_id=subscriber.id,
-                 manage_link=manage_token(subscriber.id, subscriber.unsubscribe_token),
+                 manage_link=manage_token(subscriber.id, secret),
                  unsubscribe_token=subscriber.unsubscribe_token, topic="ai-geopolitics", day=today.isoformat(),
                  story_ids=list(brief.story_ids), data_dir=settings.data_dir, db_url=db_url)
 

@@ -34,7 +34,7 @@ def subscriber_for_link(session, link: str) -> Subscriber | None:
     if parsed is None:
         return None
     row = session.get(Subscriber, parsed[0])
-    if row is None or not signature_matches(row.id, row.unsubscribe_token, parsed[1]):
+    if row is None or not signature_matches(row.id, row.manage_secret, parsed[1]):
         return None
     return row
 
