@@ -26,6 +26,7 @@ llama_cpp stay out of this module's import path: stages are imported inside the 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -230,6 +231,7 @@ class Lease:
         self.client, self.key, self.owner, self.ttl = client, KEY + key, owner, max(1, ttl)
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
+        self.lost = False  # set by the keeper when the key was no longer ours
 
     def acquire(self) -> bool:
         if self.client.set(self.key, self.owner, nx=True, ex=self.ttl):
@@ -246,7 +248,9 @@ class Lease:
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
-                self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl)
+                if not self.client.eval(_EXTEND, 1, self.key, self.owner, self.ttl):
+                    self.lost = True  # expired (Redis was away longer than ttl) and maybe taken
+                    log.warning("lost %s: another worker may hold it now", self.key)
             except redis.exceptions.RedisError:
                 log.warning("could not extend %s", self.key)
 
@@ -547,8 +551,12 @@ def _transcribe_one(task: Task, item_id: int, *, explicit: bool) -> list[int]:
     longer queued once the lease is ours (done meanwhile, or by an earlier delivery of this task)."""
     from ingest.asr.stage import transcribe_pending
 
+    # This run's own owner, not the task id: Redis redelivers a task still running past its
+    # visibility timeout under the same id, and that copy must not take over this episode's lease
+    # (a copy after a crash waits for the lease to expire, a few seconds, then finds it queued).
+    owner = f"{_owner(task)}:{os.getpid()}:{random.getrandbits(48):x}"
     try:
-        lease = take_slot(f"asr:{item_id}", 1, _owner(task), wait=0)
+        lease = take_slot(f"asr:{item_id}", 1, owner, wait=0)
     except SlotBusy:
         return []
     with lease:

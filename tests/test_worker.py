@@ -4,6 +4,7 @@ SQLite and a loopback feed, the beat schedule's clock, and the import path witho
 from __future__ import annotations
 
 import ast
+import time as time_module
 import subprocess
 import sys
 from datetime import UTC, datetime, time
@@ -330,3 +331,46 @@ def test_asr_workers_share_the_queue_one_lease_per_episode(settings, monkeypatch
         assert worker.transcribe.apply().get() == []  # the queue is empty
         assert worker.transcribe.apply(kwargs={"episode_id": ids["a"]}).get() == []  # a redelivery: done already
     assert {g: i.transcript_status for g, i in by_guid(sessions).items()} == {"a": "asr", "b": "published", "c": "asr"}
+
+
+def test_a_redelivered_copy_of_a_running_asr_task_does_not_take_its_episode(settings, monkeypatch):
+    """Redis redelivers a task still running past its visibility timeout under the same task id:
+    the episode's lease belongs to the run, not to the id, so the copy finds it busy (before, the
+    copy re-took the lease as its own and both transcribed the episode)."""
+    import threading
+    from types import SimpleNamespace
+
+    import ingest.asr.stage as stage
+
+    started, finish, calls = threading.Event(), threading.Event(), []
+
+    def slow_transcribe(settings, sessions, episode_id=None, transcriber=None):
+        calls.append(episode_id)
+        started.set()
+        finish.wait(10)
+        return SimpleNamespace(transcribed_ids=[episode_id])
+
+    monkeypatch.setattr(stage, "transcribe_pending", slow_transcribe)
+    monkeypatch.setattr(worker.runtime, "transcriber", lambda: None)
+    task = SimpleNamespace(request=SimpleNamespace(id="task-7"))
+    first: list = []
+    running = threading.Thread(target=lambda: first.extend(worker._transcribe_one(task, 41, explicit=True)))
+    running.start()
+    assert started.wait(10)
+    assert worker._transcribe_one(task, 41, explicit=True) == []  # the copy, same task id: leaves it
+    finish.set()
+    running.join(10)
+    assert first == [41] and calls == [41]
+
+
+def test_a_lease_that_expired_under_its_holder_says_so(settings, redis_server):
+    lease = worker.Lease(redis_server.client(), "slot:asr:lost:0", "me", 1)
+    assert lease.acquire()
+    with lease:
+        redis_server.client().delete(worker.KEY + "slot:asr:lost:0")  # expired while Redis was away
+        redis_server.client().set(worker.KEY + "slot:asr:lost:0", "someone-else")
+        deadline = time_module.monotonic() + 5
+        while not lease.lost and time_module.monotonic() < deadline:
+            time_module.sleep(0.05)
+    assert lease.lost
+    assert redis_server.client().get(worker.KEY + "slot:asr:lost:0") == b"someone-else"  # release left theirs
