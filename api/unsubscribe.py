@@ -19,8 +19,12 @@ from digest.subscribers import unsubscribe
 TOKEN = Annotated[str, FastPath(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+# Its one inline style attribute and its own form; nothing else, and no other site may frame it.
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
+    response = HTMLResponse(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         "<meta name=\"color-scheme\" content=\"light dark\">"
@@ -28,6 +32,10 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"margin: 2em auto; padding: 0 1em\"><h1>{html.escape(title)}</h1>{body}</body></html>",
         status_code=status,
     )
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    return response
 
 
 def unsubscribe_router(sessions) -> APIRouter:

@@ -67,8 +67,10 @@ def normalise_email(value: str) -> str:
 def check_timezone(value: str) -> str:
     name = (value or "").strip()
     try:
+        if len(name) > 64:  # IANA names are short; "a/"*400 sent ZoneInfo into a RecursionError (a 500)
+            raise ValueError(name)
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, RecursionError):
         close = difflib.get_close_matches(name, sorted(available_timezones()), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; use an IANA name such as Europe/Paris or UTC"
         raise SubscriberError(f"unknown time zone {value!r}{hint}") from None

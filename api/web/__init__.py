@@ -7,6 +7,7 @@ unless `BRIEFCAST_WEB_PUBLIC=true`; the subscription page opens from its signed 
 
 from __future__ import annotations
 
+import html
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from api.web.csrf import Csrf, CsrfError
 from api.web.forms import FormError
 from api.web.secret import Signer, load_secret
 from api.web.session import Reader, SessionCookies
-from api.web.templating import STATIC, Pages
+from api.web.templating import STATIC, Pages, secure_headers
 from api.web.throttle import FailedSignIns
 from store.settings import Settings
 
@@ -128,7 +129,8 @@ def _install_handlers(app: FastAPI, web: WebContext) -> None:
                                     request_id=request_id)
         except Exception:  # the page itself could not be made: a plain one
             page = HTMLResponse(f"<!DOCTYPE html><title>Server error</title><h1>Server error</h1>"
-                                f"<p>Request id: {request_id}</p>", status_code=500)
+                                f"<p>Request id: {html.escape(request_id)}</p>", status_code=500)
+            secure_headers(page)
         page.headers["X-Request-ID"] = request_id
         return page
 

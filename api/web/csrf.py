@@ -12,7 +12,7 @@ import secrets
 
 from fastapi import Request, Response
 
-from api.web.secret import Signer
+from api.web.secret import Signer, same_text
 from api.web.session import COOKIE as SESSION_COOKIE, is_https
 
 COOKIE = "briefcast_csrf"
@@ -47,7 +47,7 @@ class Csrf:
         if not cookie or not sent:
             raise CsrfError("this form has expired or did not come from this site: reload the page and try again")
         expected = self.signer.sign(PURPOSE, f"{cookie}|{request.cookies.get(SESSION_COOKIE, '')}")
-        if not secrets.compare_digest(expected, sent):
+        if not same_text(expected, sent):
             raise CsrfError("this form has expired or did not come from this site: reload the page and try again")
 
     @staticmethod

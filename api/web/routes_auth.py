@@ -29,7 +29,7 @@ def router(web) -> APIRouter:
         web.csrf.check(request, form)
         target = local_target(first(form, "next", "/"))
         address = request.client.host if request.client else "unknown"
-        wait = web.failed_signins.retry_after(address)
+        wait = web.failed_signins.attempt(address)  # counted now; taken back below if the key is right
         if wait is not None:  # refused before the key is looked at: no answer about it while blocked
             request.state.reader = None
             response = web.pages.render(request, "signin.html.j2", status=429, title="Sign in", next=target,
@@ -38,10 +38,10 @@ def router(web) -> APIRouter:
             return response
         key_id = await run_in_threadpool(_key_id, web.sessions, first(form, "key").strip())
         if key_id is None:
-            web.failed_signins.failed(address)
             request.state.reader = None
             return web.pages.render(request, "signin.html.j2", status=401, title="Sign in", next=target,
                                     error=WRONG_KEY, already=None)
+        web.failed_signins.succeeded(address)
         response = RedirectResponse(target, status_code=303)
         web.cookies.set(request, response, key_id)
         return response

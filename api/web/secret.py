@@ -61,4 +61,10 @@ class Signer:
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
     def verify(self, purpose: str, message: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(purpose, message), signature or "")
+        return same_text(self.sign(purpose, message), signature or "")
+
+
+def same_text(expected: str, given: str) -> bool:
+    """Constant-time equality that is simply False for text compare_digest refuses (non-ASCII
+    str raises TypeError): a forged cookie or form field is a refusal, never a 500."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))

@@ -8,6 +8,7 @@ its readers out at once.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ class Reader:
     name: str
 
 
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
 class SessionCookies:
     def __init__(self, signer: Signer, sessions, max_age_seconds: int, clock=time.time) -> None:
         self.signer, self.sessions, self.max_age, self.clock = signer, sessions, max_age_seconds, clock
@@ -37,7 +41,9 @@ class SessionCookies:
     def key_id_of(self, value: str | None) -> int | None:
         """The key id a well-signed, unexpired cookie names, else None."""
         parts = (value or "").split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 10:
+        # ASCII digits of a sane length only: str.isdigit() also accepts '²', which int() refuses,
+        # and a 5,000-digit time would be int()-ed before the signature says it is forged.
+        if len(parts) != 3 or not all(_DIGITS.fullmatch(p) for p in parts[:2]):
             return None
         key_id, issued, signature = int(parts[0]), int(parts[1]), parts[2]
         if not self.signer.verify(PURPOSE, f"{parts[0]}.{parts[1]}", signature):

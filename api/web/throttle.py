@@ -27,21 +27,45 @@ class FailedSignIns:
     def retry_after(self, address: str) -> int | None:
         """Seconds until this address may try again, or None when it may try now."""
         with self._lock:
-            times = self._recent(address)
-            if times is None or len(times) < self.allowed:
-                return None
-            return max(1, math.ceil(times[0] + self.window - self.clock()))
+            return self._wait(address)
+
+    def attempt(self, address: str) -> int | None:
+        """Count a sign-in as failed before its key is checked, so requests sent in parallel cannot
+        all pass the limit while the first are being checked: None when it may go on (then
+        `succeeded` takes the count back if the key was right), else the seconds to wait."""
+        with self._lock:
+            wait = self._wait(address)
+            if wait is None:
+                self._record(address)
+            return wait
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            times = self._failures.get(address)
+            if times:
+                times.pop()
+                if not times:
+                    del self._failures[address]
 
     def failed(self, address: str) -> None:
         with self._lock:
-            times = self._recent(address)
-            if times is None:
-                if len(self._failures) >= self.max_addresses:
-                    self._forget_oldest()
-                times = self._failures[address] = deque()
-            times.append(self.clock())
-            while len(times) > self.allowed:
-                times.popleft()
+            self._record(address)
+
+    def _wait(self, address: str) -> int | None:
+        times = self._recent(address)
+        if times is None or len(times) < self.allowed:
+            return None
+        return max(1, math.ceil(times[0] + self.window - self.clock()))
+
+    def _record(self, address: str) -> None:
+        times = self._recent(address)
+        if times is None:
+            if len(self._failures) >= self.max_addresses:
+                self._forget_oldest()
+            times = self._failures[address] = deque()
+        times.append(self.clock())
+        while len(times) > self.allowed:
+            times.popleft()
 
     def _recent(self, address: str) -> deque[float] | None:
         times = self._failures.get(address)
