@@ -25,7 +25,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.web_world import ROOT as _ROOT, free_port  # noqa: E402
+from tests.serve_process import UvicornApp  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -52,37 +51,15 @@ class Copy:
     db_url: str
 
 
-class Server:
-    """`briefcast serve`'s app under uvicorn on loopback, with the real encoders (unlike the tests' fake one)
-    and this environment's other BRIEFCAST_* settings (the config the run used)."""
-
-    def __init__(self, copy: Copy) -> None:
-        import httpx
-
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, BRIEFCAST_DATA_DIR=str(copy.data_dir), BRIEFCAST_DATABASE_URL=copy.db_url,
-                   BRIEFCAST_WEB_PUBLIC="false", BRIEFCAST_PUBLIC_BASE_URL=self.base_url)
-        self.log = copy.data_dir / "uvicorn.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:app_from_environment", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port)], cwd=_ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"uvicorn did not start: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def start_server(copy: Copy) -> UvicornApp:
+    """The real encoders (unlike the tests' fake one) and this environment's other BRIEFCAST_*
+    settings (the config the run used)."""
+    env = dict(os.environ, BRIEFCAST_DATA_DIR=str(copy.data_dir), BRIEFCAST_DATABASE_URL=copy.db_url,
+               BRIEFCAST_WEB_PUBLIC="false")
+    try:
+        return UvicornApp(env, copy.data_dir, start_seconds=120)
+    except AssertionError as error:
+        raise SystemExit(f"uvicorn did not start: {error}") from None
 
 
 def copy_data_dir(source: Path, target: Path) -> Copy:
@@ -219,7 +196,7 @@ def main() -> None:
         world = prepare(copy)
         names = list(world["paths"])
         shots = [(n, w, s) for n in names for w in WIDTHS for s in SCHEMES] if args.all else DOCS_SET
-        server = Server(copy)
+        server = start_server(copy)
         try:
             written = shoot(server.base_url, world["key"], world["paths"], shots, args.out_dir,
                             None if args.all else args.max_height, axe=args.axe)

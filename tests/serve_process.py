@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -63,3 +65,31 @@ def _wait_for_health(base: str, process: subprocess.Popen, log: Path, seconds: f
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError(f"briefcast serve did not answer in {seconds:.0f} s: {log.read_text()[-2000:]}")
+
+
+class UvicornApp:
+    """`briefcast serve`'s app (api.app:app_from_environment) under uvicorn with h11, on a free
+    loopback port, in its own process; `env` is the whole environment it gets, plus its own
+    BRIEFCAST_PUBLIC_BASE_URL. The log is `log_dir/uvicorn-<port>.log`."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, start_seconds: float = 60.0) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"uvicorn-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "api.app:app_from_environment", "--factory", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--http", "h11"],
+                cwd=ROOT, env=env | {"BRIEFCAST_PUBLIC_BASE_URL": self.base_url}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_health(self.base_url, self.proc, self.log, start_seconds)
+        except AssertionError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

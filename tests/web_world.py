@@ -10,10 +10,6 @@ every page that shows a brief, a story, a card or a search hit is checked agains
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from tests.hostile import send
+from tests.serve_process import UvicornApp, free_port  # noqa: F401 - free_port: others import it here
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE_MARK = "zebrafinch"  # a word only the hostile item has: search finds it
@@ -124,47 +121,15 @@ def poison_brief(sessions, topic: str, day: str) -> None:
         row.payload = payload
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`briefcast serve`'s app under uvicorn, on loopback, in its own process."""
+class Server(UvicornApp):
+    """The web test world's server: the fake encoder, no BRIEFCAST_* setting of this process."""
 
     def __init__(self, world: World, **env: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("BRIEFCAST_")}
         environment.update(BRIEFCAST_CONFIG=str(world.data_dir / "absent.toml"), BRIEFCAST_DATA_DIR=str(world.data_dir),
                            BRIEFCAST_DATABASE_URL=world.db_url, BRIEFCAST_ENCODER="fake",
-                           BRIEFCAST_QUERY_ENCODER="encoder", BRIEFCAST_PUBLIC_BASE_URL=self.base_url, **env)
-        self.log = world.data_dir / f"uvicorn-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:app_from_environment", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--http", "h11"],
-            cwd=ROOT, env=environment, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        self._wait()
-
-    def _wait(self, seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"uvicorn did not answer in {seconds} s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+                           BRIEFCAST_QUERY_ENCODER="encoder", **env)
+        super().__init__(environment, world.data_dir)
 
 
 # --- fixtures (import them into a test module) and an HTTP visitor -----------------------------
