@@ -152,3 +152,13 @@ def retrieval_world(corpus, tmp_path_factory):
     from tests.retrieval_eval import build
 
     return build(corpus, tmp_path_factory.mktemp("retrieval"), get_encoder("minilm"))
+
+
+@pytest.fixture
+def smtp():
+    """An SMTP server on loopback that records what it receives (tests/email_helpers.SmtpServer)."""
+    from tests.email_helpers import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()

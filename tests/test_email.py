@@ -17,13 +17,6 @@ DAY = "2026-12-01"
 
 
 @pytest.fixture
-def smtp():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def world(tmp_path, sqlite_url, smtp):
     from store.db import open_database
 

@@ -11,16 +11,9 @@ from typer.testing import CliRunner
 from digest.subscribers import SubscriberError, add_subscriber, list_subscribers
 from store.db import open_database
 from store.models import Delivery
-from tests.email_helpers import SmtpServer, card, sample_brief, store_brief
+from tests.email_helpers import card, sample_brief, store_brief
 
 DAY = "2026-12-01"  # sample_brief's day
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
