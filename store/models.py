@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -208,6 +209,53 @@ class Passage(Base):
     speaker: Mapped[str | None] = mapped_column(SafeString(256))
     content_hash: Mapped[str] = mapped_column(SafeString(64))
     embedded_model: Mapped[str | None] = mapped_column(SafeString(256), index=True)  # None: not in the index
+
+
+SEQ = BigInteger().with_variant(Integer, "sqlite")  # SQLite's AUTOINCREMENT needs INTEGER PRIMARY KEY
+
+
+class PassageVector(Base):
+    """A passage's vector for one encoder (float32, unit length), in the database: the one source of
+    truth every replica's in-memory FAISS mirror is synced from (embed/mirror.py).
+
+    `seq` only grows (AUTOINCREMENT / a sequence): a replica reads the rows past the last seq it
+    holds. It is written in the transaction that marks the passage embedded (store/vectors.py), so a
+    passage marked embedded always has its vector; deleting the passage deletes it (and leaves a
+    PassageTombstone)."""
+
+    __tablename__ = "passage_vectors"
+    __table_args__ = (UniqueConstraint("passage_id", "model_id", name="uq_passage_vectors_passage_model"),
+                      Index("ix_passage_vectors_model_seq", "model_id", "seq"), NEVER_REUSED)
+
+    seq: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=True)
+    passage_id: Mapped[int] = mapped_column(ForeignKey("passages.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(SafeString(256))
+    dim: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PassageTombstone(Base):
+    """A deleted passage, written by a database trigger on every delete from `passages` (whoever
+    deletes it: a re-split, a purge, an item's cascade): replicas drop its vector."""
+
+    __tablename__ = "passage_tombstones"
+    __table_args__ = (NEVER_REUSED,)
+
+    seq: Mapped[int] = mapped_column(SEQ, primary_key=True, autoincrement=True)
+    passage_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class VectorQuantizer(Base):
+    """The IVF centroids of one encoder's vectors, trained once and shared, so every replica's
+    IVF mirror assigns a vector to the same list."""
+
+    __tablename__ = "vector_quantizers"
+
+    model_id: Mapped[str] = mapped_column(SafeString(256), primary_key=True)
+    nlist: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiKey(Base):
