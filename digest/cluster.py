@@ -69,7 +69,7 @@ from digest.crosslingual import cjk_names, cjk_words, is_cjk
 from digest.summary.text import STOPWORDS, content_words, name_mentions, split_sentences
 from digest.vectors import item_vectors, lead_text, unit
 from embed.encoder import Encoder
-from embed.index import IndexStore, VectorIndex
+from embed.index import VectorIndex
 from embed.multilingual import base_language, covers, languages_of
 from ingest.threads import normalise_for_dedupe, word_shingles  # the one shingling of the project
 from store.models import Item, Story, StoryItem
@@ -773,7 +773,9 @@ def cluster_pending(settings: Settings, sessions: sessionmaker[Session], *, enco
     replaces the one `settings.story_encoder` names (None: passage vectors for every pair).
     """
     if index is None:
-        index = IndexStore(settings.index_dir).load()
+        from embed.runtime import passage_vectors_source
+
+        index = passage_vectors_source(settings, sessions)
     if story_encoder == "settings":
         from embed.runtime import make_story_encoder
 

@@ -29,7 +29,7 @@ from digest.rank import Ranking, RankedStory, rank_stories
 from digest.topics import TopicProfile, load_topic
 from digest.vectors import passage_vectors
 from embed.encoder import Encoder
-from embed.index import IndexStore, VectorIndex
+from embed.index import VectorIndex
 from digest.summary.base import GENERAL_READER, PassageText, StoryInput, Summarizer
 from digest.summary.budget import fit_brief
 from digest.summary.runtime import Summaries
@@ -324,7 +324,9 @@ def build_daily_brief(settings: Settings, sessions: sessionmaker[Session], topic
         from embed.runtime import make_encoder
 
         encoder = make_encoder(settings)
-    index = IndexStore(settings.index_dir).load()
+    from embed.runtime import passage_vectors_source
+
+    index = passage_vectors_source(settings, sessions)
     summaries = summaries or summaries_for(settings, sessions, encoder, summarizer)
     cluster_pending(settings, sessions, encoder=encoder, index=index)
     ranking = rank_stories(settings, sessions, topic, day, encoder=encoder, now=now)

@@ -30,22 +30,12 @@ def unit(vector: np.ndarray) -> np.ndarray:
     return normalise(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
 
 
-def passage_vectors(index: VectorIndex | None, passage_ids: list[int]) -> dict[int, np.ndarray]:
-    """Vectors of the passages the index holds; ids it does not hold are simply absent."""
+def passage_vectors(index, passage_ids: list[int]) -> dict[int, np.ndarray]:
+    """Vectors of the passages the index (a VectorIndex, or the database's StoredVectors) holds;
+    ids it does not hold are simply absent."""
     if index is None or not passage_ids:
         return {}
-    ids = np.asarray(passage_ids, dtype=np.int64)
-    try:
-        rows = index.index.reconstruct_batch(ids)
-        return {int(i): rows[n] for n, i in enumerate(ids)}
-    except RuntimeError:  # one id is missing (deleted since): fall back to one at a time
-        found = {}
-        for i in passage_ids:
-            try:
-                found[int(i)] = index.index.reconstruct(int(i))
-            except RuntimeError:
-                continue
-        return found
+    return index.vectors_of(passage_ids)
 
 
 def item_passages(session: Session, item_ids: Iterable[int], model_id: str | None,

@@ -193,6 +193,23 @@ class VectorIndex:
         inner = _faiss().downcast_index(self.index.index)
         return ids, inner.reconstruct_n(0, inner.ntotal)
 
+    def vectors_of(self, ids) -> dict[int, np.ndarray]:
+        """id -> vector for the ids this index holds; the others are simply absent."""
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if len(ids) == 0 or self.count == 0:
+            return {}
+        try:
+            rows = self.index.reconstruct_batch(ids)
+            return {int(i): rows[n] for n, i in enumerate(ids)}
+        except RuntimeError:  # one id is missing (deleted since): one at a time
+            found = {}
+            for i in ids.tolist():
+                try:
+                    found[i] = self.index.reconstruct(i)
+                except RuntimeError:
+                    continue
+            return found
+
     def rebuilt_as(self, kind: str, nprobe: int = 16) -> VectorIndex:
         ids, vectors = self.vectors()
         return VectorIndex.build(self.model_id, ids, vectors, kind=kind, nprobe=nprobe)

@@ -22,10 +22,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from embed.encoder import Encoder
-from embed.index import IndexMeta, IndexStore, PassageIndex, choose_kind
+from embed.index import IndexMeta, IndexStore, PassageIndex, VectorIndex, choose_kind
 from embed.passages import split_item
 from store.entry import Segment
 from store.models import Item, Passage
+from store.vectors import missing_ids, vector_count, vectors_for, write_vectors
 
 SPLIT_CHUNK = 200  # items per transaction while splitting
 COMMIT_EVERY = 5000  # passages embedded between index commits: bounds the work a crash loses
@@ -43,6 +44,7 @@ class EmbedReport:
     seconds: float = 0.0
     index_count: int = 0
     index_kind: str = ""
+    vectors_copied: int = 0  # vectors of passages embedded before migration 0014, copied from the index into the database
     keywords_rebuilt: int = 0  # texts re-added because the keyword index did not match the vectors
     multilingual: object | None = None  # the second index's MultilingualReport (embed/multilingual_index.py)
 
@@ -51,10 +53,12 @@ def split_pending(sessions: sessionmaker[Session], report: EmbedReport) -> None:
     """Cut every item whose text changed since its passages were made; unchanged windows stay."""
     while True:
         with sessions() as session, session.begin():
-            items = session.scalars(
-                select(Item).where((Item.passages_hash.is_(None)) | (Item.passages_hash != Item.content_hash))
-                .options(selectinload(Item.segments)).limit(SPLIT_CHUNK)
-            ).all()
+            query = (select(Item).where((Item.passages_hash.is_(None)) | (Item.passages_hash != Item.content_hash))
+                     .options(selectinload(Item.segments)).limit(SPLIT_CHUNK))
+            if session.get_bind().dialect.name == "postgresql":
+                # Embedding workers on several machines split at once: each takes items no other holds.
+                query = query.with_for_update(skip_locked=True, of=Item)
+            items = session.scalars(query).all()
             if not items:
                 return
             for item in items:
@@ -114,10 +118,16 @@ def _live_ids(sessions) -> set[int]:
         return set(session.scalars(select(Passage.id)))
 
 
-def _mark_embedded(sessions, ids: list[int], model_id: str) -> None:
+def _mark_embedded(sessions, ids: list[int], index: VectorIndex, keep_existing: bool = False) -> None:
+    """Mark the passages embedded with the index's model and store their vectors (taken back from
+    the committed index) in the same transaction: a marked passage always has its vector in the
+    database, which replicas in `index_source=database` mode read (embed/mirror.py)."""
     with sessions() as session, session.begin():
         for start in range(0, len(ids), 1000):
-            session.execute(update(Passage).where(Passage.id.in_(ids[start:start + 1000])).values(embedded_model=model_id))
+            chunk = ids[start:start + 1000]
+            found = index.vectors_of(chunk)
+            write_vectors(session, index.model_id, list(found), np.array(list(found.values())).reshape(len(found), index.dim),
+                          keep_existing)
 
 
 def embed_pending(
@@ -139,23 +149,44 @@ def embed_pending(
     split_pending(sessions, report)
     meta = store.meta()
     total, embedded = _counts(sessions, encoder.model_id)
-    if meta is None and embedded:
-        rebuild = True  # the index directory was lost: the marks in the database name vectors no index holds
-    if rebuild or (meta is not None and meta.model_id != encoder.model_id):
+    # The index directory was lost (the marks in the database name vectors no index holds), or it
+    # holds another model's: it is rebuilt from the vectors the database holds, encoding only the
+    # passages without one. `rebuild` (reindex) encodes every passage again.
+    restore = not rebuild and ((meta is None and embedded) or (meta is not None and meta.model_id != encoder.model_id))
+    if rebuild or restore:
         report.rebuilt = True
         _rebuild(sessions, encoder, store, report, total, batch=batch, index_kind=index_kind, nprobe=nprobe,
-                 progress=progress)
-    elif _up_to_date(meta, encoder.model_id, index_kind, total, embedded):
-        report.index_count, report.index_kind = meta.count, meta.kind
+                 progress=progress, reuse_stored=restore)
     else:
-        _update(sessions, encoder, store, report, total - embedded, batch=batch, index_kind=index_kind,
-                nprobe=nprobe, progress=progress)
+        report.vectors_copied = _backfill_vectors(sessions, store, meta, embedded)
+        if _up_to_date(meta, encoder.model_id, index_kind, total, embedded):
+            report.index_count, report.index_kind = meta.count, meta.kind
+        else:
+            _update(sessions, encoder, store, report, total - embedded, batch=batch, index_kind=index_kind,
+                    nprobe=nprobe, progress=progress)
     if multilingual is not None:
         from embed.multilingual import languages_of
 
         report.multilingual = multilingual.sync(sessions, languages_of(encoder.model_id), batch=batch)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _backfill_vectors(sessions, store: IndexStore, meta: IndexMeta | None, embedded: int) -> int:
+    """Passages embedded before vectors lived in the database (migration 0014) get theirs copied
+    from the live index, not re-encoded; returns how many. Costs two counts when nothing is due."""
+    if meta is None or not embedded:
+        return 0
+    with sessions() as session:
+        if vector_count(session, meta.model_id) >= embedded:
+            return 0
+        wanted = missing_ids(session, meta.model_id)
+    index = store.load(meta)
+    for start in range(0, len(wanted), 1000):
+        found = index.vectors_of(wanted[start:start + 1000])
+        with sessions() as session, session.begin():
+            write_vectors(session, meta.model_id, list(found), np.array(list(found.values())).reshape(len(found), meta.dim))
+    return len(wanted)
 
 
 def _up_to_date(meta: IndexMeta | None, model_id: str, index_kind: str, total: int, embedded: int) -> bool:
@@ -188,18 +219,18 @@ def _update(sessions, encoder: Encoder, store: IndexStore, report: EmbedReport, 
                 progress(done, total)
             if len(uncommitted) >= COMMIT_EVERY:
                 store.commit(live)
-                _mark_embedded(sessions, uncommitted, encoder.model_id)
+                _mark_embedded(sessions, uncommitted, live.vectors)
                 uncommitted = []
         _maybe_grow_into_ivf(live, index_kind, nprobe)
         if live.changed:
             store.commit(live)
-        _mark_embedded(sessions, uncommitted, encoder.model_id)
+        _mark_embedded(sessions, uncommitted, live.vectors)
         report.passages_embedded = done
         report.index_count, report.index_kind = live.count, live.vectors.kind
 
 
 def _rebuild(sessions, encoder: Encoder, store: IndexStore, report: EmbedReport, total: int, *, batch: int,
-             index_kind: str, nprobe: int, progress: Progress | None) -> None:
+             index_kind: str, nprobe: int, progress: Progress | None, reuse_stored: bool = False) -> None:
     """Every passage embedded again, into a fresh index beside the live version. Nothing is
     committed until all are in (a partial rebuild must never be what search reads), and the
     database learns the new model only after the switch: a rebuild killed at any point leaves the
@@ -209,15 +240,33 @@ def _rebuild(sessions, encoder: Encoder, store: IndexStore, report: EmbedReport,
         for rows in _pending_batches(sessions, None, batch):
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             texts = [r[1] for r in rows]
-            fresh.add(ids, encoder.embed_batch(texts), texts)
+            fresh.add(ids, _vectors(sessions, encoder, rows, reuse_stored, report), texts)
             embedded.extend(ids.tolist())
             if progress:
                 progress(len(embedded), max(total, len(embedded)))
         _maybe_grow_into_ivf(fresh, index_kind, nprobe)
         store.commit(fresh)  # the switch
         report.index_count, report.index_kind = fresh.count, fresh.vectors.kind
-    _mark_embedded(sessions, embedded, encoder.model_id)
+    _mark_embedded(sessions, embedded, fresh.vectors, keep_existing=reuse_stored)
     report.passages_embedded = len(embedded)
+
+
+def _vectors(sessions, encoder: Encoder, rows: list[tuple[int, str]], reuse_stored: bool,
+             report: EmbedReport) -> np.ndarray:
+    """The vectors of these passages: the database's where it has them (reuse_stored), else encoded."""
+    stored = {}
+    if reuse_stored:
+        with sessions() as session:
+            stored = vectors_for(session, encoder.model_id, [r[0] for r in rows])
+    todo = [n for n, (pid, _) in enumerate(rows) if pid not in stored]
+    out = np.zeros((len(rows), encoder.dim), dtype=np.float32)
+    if todo:
+        out[todo] = encoder.embed_batch([rows[n][1] for n in todo])
+    for n, (pid, _) in enumerate(rows):
+        if pid in stored:
+            out[n] = stored[pid]
+    report.vectors_copied += len(rows) - len(todo)
+    return out
 
 
 def _drop_deleted(live: PassageIndex, alive: set[int]) -> int:
