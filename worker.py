@@ -7,8 +7,10 @@ does nothing twice and a task lost with the broker is enqueued again by the next
 Queues (a worker takes `-Q` any of them):
   fetch      one task per source; sources of one host share `worker_host_slots` Redis slots across
              all workers (each refresh keeps its own per-host limit inside)
-  embed      embed, then cluster: one index writer. Run its worker with `-c 1`; a Redis lease
-             and the index's file lock hold even when someone does not
+  embed      embed, then cluster. index_source=files: one index writer; run its worker with
+             `-c 1`; a Redis lease and the index's file lock hold even when someone does not.
+             index_source=database: embed workers on any number of machines claim different
+             passages in the database (SKIP LOCKED); clustering stays one at a time (a lease)
   summarise  building a topic's brief calls the model server: `worker_summarise_slots` at once
   deliver    email and Slack, exactly once per subscriber, topic and day (delivery rows)
   asr        speech recognition for episodes without a published transcript
@@ -367,6 +369,8 @@ def embed(self: Task) -> dict:
 
     _unqueue("embed")
     settings = runtime.settings
+    if settings.index_source == "database":
+        return _embed_into_database()
     try:
         lease = take_slot("embed", 1, _owner(self), wait=0)
     except SlotBusy:
@@ -376,6 +380,19 @@ def embed(self: Task) -> dict:
                                batch=settings.embed_batch, index_kind=settings.index_kind, nprobe=settings.nprobe,
                                multilingual=runtime.multilingual())
     if report.items_split or report.passages_embedded or report.passages_removed:
+        enqueue_once(cluster, "cluster", settings.worker_embed_every_seconds)
+    return {"status": "done", "items_split": report.items_split, "passages_embedded": report.passages_embedded,
+            "passages_removed": report.passages_removed, "index_count": report.index_count}
+
+
+def _embed_into_database() -> dict:
+    """index_source=database: no index file and no lease; workers on every machine claim different
+    passages in the database (embed/db_embed.py), so several run at once."""
+    from embed.db_embed import embed_into_database
+
+    settings = runtime.settings
+    report = embed_into_database(runtime.sessions(), runtime.encoder(), batch=settings.embed_batch)
+    if report.items_split or report.passages_embedded:
         enqueue_once(cluster, "cluster", settings.worker_embed_every_seconds)
     return {"status": "done", "items_split": report.items_split, "passages_embedded": report.passages_embedded,
             "passages_removed": report.passages_removed, "index_count": report.index_count}

@@ -102,6 +102,9 @@ class Health(BaseModel):
     passages: int
     index_count: int
     index_model: str | None
+    index_source: str = "files"  # files | database (docs/distributed.md)
+    # database: how far this process's in-memory mirror is behind the database (embed/mirror.py lag)
+    index_lag: dict | None = None
 
 
 class ErrorBody(BaseModel):
@@ -143,12 +146,28 @@ def _source_filter(source: str | None) -> str | None:
     return digits
 
 
+def _warm_mirror(reader) -> None:
+    """A replica loads its mirror from the database as it starts, not on the first query (which
+    would wait for it); /health reports the load and then the lag."""
+    import threading
+
+    def load() -> None:
+        try:
+            reader.snapshot()
+        except Exception:  # the database away at start: the first query tries again
+            log.exception("vector mirror: first load failed")
+
+    threading.Thread(target=load, name="mirror-load", daemon=True).start()
+
+
 def create_app(settings: Settings) -> FastAPI:
     from embed.runtime import search_context
     from store.db import open_database
 
     sessions = open_database(settings.db_url, settings.auto_migrate)
     context = search_context(settings, sessions, serving=True)
+    if settings.index_source == "database":
+        _warm_mirror(context.reader)
     app = FastAPI(title="briefcast", version="0.1.0",
                   description="Semantic search over the news, podcasts and threads briefcast has read.",
                   responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
@@ -171,10 +190,14 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> Health:
         from store.models import Item, Passage
 
-        meta = context.reader.store.meta()
         with sessions() as session:
             items = session.scalar(select(func.count()).select_from(Item))
             passages = session.scalar(select(func.count()).select_from(Passage))
+        if settings.index_source == "database":
+            lag = context.reader.lag()
+            return Health(status="ok", items=items, passages=passages, index_count=lag["count"],
+                          index_model=context.reader.mirror.model_id, index_source="database", index_lag=lag)
+        meta = context.reader.store.meta()
         return Health(status="ok", items=items, passages=passages, index_count=meta.count if meta else 0,
                       index_model=meta.model_id if meta else None)
 

@@ -43,7 +43,7 @@ def collect_status(settings: Settings, sessions: sessionmaker[Session], now: dat
             "now": now.isoformat(timespec="seconds"),
             "sources": source_status(session, now),
             "items": item_status(session),
-            "index": index_status(settings),
+            "index": index_status(settings, sessions),
             "topics": [topic_status(session, clock, now) for clock in clocks],
         }
 
@@ -89,8 +89,17 @@ def item_status(session: Session) -> dict:
     }
 
 
-def index_status(settings: Settings) -> dict | None:
-    """The live index version's model and size, from its metadata file (None: nothing embedded yet)."""
+def index_status(settings: Settings, sessions=None) -> dict | None:
+    """The live index version's model and size, from its metadata file (None: nothing embedded yet);
+    with index_source=database, the vectors the database holds for the passage encoder."""
+    if settings.index_source == "database" and sessions is not None:
+        from embed.runtime import passage_model
+        from store.vectors import vector_count
+
+        model_id, _ = passage_model(settings)
+        with sessions() as session:
+            count = vector_count(session, model_id)
+        return {"vectors": count, "model": model_id, "kind": "database"} if count else None
     from embed.index import IndexStore
 
     meta = IndexStore(settings.index_dir).meta()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from embed.encoder import Encoder, EncoderError, get_encoder
+from embed.encoder import MINILM_MODEL_ID, Encoder, EncoderError, get_encoder
 from embed.index import IndexReader, IndexStore
 from embed.onnx_encoder import default_path, find_model
 from embed.search import SearchContext
@@ -139,6 +139,44 @@ def index_store(settings: Settings) -> IndexStore:
     return IndexStore(settings.index_dir)
 
 
+def uses_database_index(settings: Settings) -> bool:
+    """True when search, the digest and embedding read and write vectors in the database only
+    (docs/distributed.md); Settings refuses that mode on SQLite."""
+    return settings.index_source == "database"
+
+
+KNOWN_PASSAGE_MODELS = {"minilm": (MINILM_MODEL_ID, 384), "fake": ("fake-hash-384", 384)}
+
+
+def passage_model(settings: Settings) -> tuple[str, int]:
+    """(model id, dimension) of the passage encoder settings name, without loading it when known."""
+    if settings.encoder in KNOWN_PASSAGE_MODELS:
+        return KNOWN_PASSAGE_MODELS[settings.encoder]
+    encoder = make_encoder(settings)
+    return encoder.model_id, encoder.dim
+
+
+def passage_vectors_source(settings: Settings, sessions: sessionmaker[Session]):
+    """What the digest reads passage vectors from (by id): the local index file, or the database."""
+    if uses_database_index(settings):
+        from embed.stored_vectors import StoredVectors
+
+        return StoredVectors(sessions, *passage_model(settings))
+    return index_store(settings).load()
+
+
+def database_reader(settings: Settings, sessions: sessionmaker[Session], serving: bool):
+    """An in-memory FAISS mirror of the database's vectors, with PostgreSQL full-text keywords."""
+    from embed.keyword_pg import PgKeywordSearcher
+    from embed.mirror import MirrorReader, VectorMirror
+
+    model_id, dim = passage_model(settings)
+    mirror = VectorMirror(sessions, model_id, dim, nprobe=settings.nprobe, threads=1 if serving else None)
+    keywords = PgKeywordSearcher(sessions.kw["bind"])  # one per process: it may cache term statistics
+    return MirrorReader(mirror, lambda: keywords, sync_every=settings.mirror_sync_seconds,
+                        check_every=settings.mirror_check_seconds)
+
+
 def search_context(settings: Settings, sessions: sessionmaker[Session], *, serving: bool = False) -> SearchContext:
     """The query encoder loads on the first query that needs it, so a server starts without it.
 
@@ -147,6 +185,11 @@ def search_context(settings: Settings, sessions: sessionmaker[Session], *, servi
     answers many queries at once: one FAISS thread each too (3-4x lower latency than 2 threads
     contending per query).
     """
+    if uses_database_index(settings):
+        # The second index (across languages) is files-only for now: in this mode a passage in a
+        # language the passage encoder does not cover is found only as well as it ranks there.
+        return SearchContext(sessions=sessions, reader=database_reader(settings, sessions, serving),
+                             encoder_factory=lambda: make_query_encoder(settings))
     reader = IndexReader(index_store(settings), nprobe=settings.nprobe, threads=1 if serving else None)
     return SearchContext(sessions=sessions, reader=reader, encoder_factory=lambda: make_query_encoder(settings),
                          multilingual=make_multilingual_search(settings, serving))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     embed_batch: int = 64
     index_kind: str = "auto"  # auto | flat | ivf
     nprobe: int = 16
+    # Where search reads its index (docs/distributed.md). files: the versioned index directory in
+    # data_dir (FAISS + tantivy), one machine or a shared disk. database: every process keeps an
+    # in-memory FAISS mirror synced from the vectors in the database, keyword search is
+    # PostgreSQL's full text, and embedding workers on any machine claim passages there; needs
+    # PostgreSQL. The database holds every vector in both modes.
+    index_source: Literal["files", "database"] = "files"
+    mirror_sync_seconds: float = Field(default=1.0, gt=0)  # database: how often a mirror polls for new vectors
+    mirror_check_seconds: float = Field(default=60.0, gt=0)  # database: how often it recounts (missed deletions)
 
     # Speech recognition (episodes with audio and no published transcript; extra `asr`)
     asr_model: str = "base"  # base | tiny.en (faster-whisper, int8) | fake (tests)
@@ -192,6 +200,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_path = Path(os.environ.get("BRIEFCAST_CONFIG", "briefcast.toml"))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+    @model_validator(mode="after")
+    def _database_index_needs_postgres(self) -> Settings:
+        if self.index_source == "database" and not self.db_url.startswith("postgresql"):
+            raise ValueError("index_source=database needs PostgreSQL (its full-text search is the keyword half, "
+                             "and machines share nothing else); on SQLite keep index_source=files")
+        return self
 
     @property
     def db_url(self) -> str:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import typer
 
 
 def run_embed(ctx: typer.Context, rebuild: bool):
     """Embed pending passages; returns the encoder so a caller can search without loading it again."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from embed.pipeline import embed_pending
-    from embed.runtime import index_store, make_encoder, make_multilingual_embedding
+    from embed.runtime import index_store, make_encoder, make_multilingual_embedding, uses_database_index
 
     app = ctx.obj
     settings = app.settings
+    if uses_database_index(settings):
+        return _embed_into_database(app, rebuild)
     store = index_store(settings)
     with app.err.status("loading the encoder…"):
         encoder = make_encoder(settings)
@@ -28,15 +30,7 @@ def run_embed(ctx: typer.Context, rebuild: bool):
     announce_story_model(app, settings)
     multilingual = make_multilingual_embedding(settings)
     announce_multilingual_model(app, multilingual)
-    columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]:.1f} passages/s"), TimeRemainingColumn())
-    with Progress(*columns, console=app.err, transient=True) as progress:
-        task = progress.add_task("", total=None, rate=0.0)
-
-        def advance(done: int, total: int) -> None:
-            elapsed = progress.tasks[0].elapsed or 1e-9
-            progress.update(task, completed=done, total=total, rate=done / elapsed)
-
+    with _progress(app) as advance:
         report = embed_pending(app.sessions(), encoder, store, batch=settings.embed_batch, rebuild=rebuild,
                                index_kind=settings.index_kind, nprobe=settings.nprobe, progress=advance,
                                multilingual=multilingual)
@@ -51,6 +45,41 @@ def run_embed(ctx: typer.Context, rebuild: bool):
                       f"{ml.counts.get('other', 0)} passages in other languages, {ml.counts.get('leads', 0)} leads "
                       f"({multilingual.encoder.model_id})" + (" [rebuilt]" if ml.rebuilt else ""))
     return encoder
+
+
+def _embed_into_database(app, rebuild: bool):
+    """index_source=database: vectors go to the database only; each process's mirror syncs them."""
+    from embed.db_embed import embed_into_database
+    from embed.runtime import make_encoder
+
+    settings = app.settings
+    with app.err.status("loading the encoder…"):
+        encoder = make_encoder(settings)
+    announce_story_model(app, settings)
+    with _progress(app) as advance:
+        report = embed_into_database(app.sessions(), encoder, batch=settings.embed_batch, rebuild=rebuild,
+                                     progress=advance)
+    rate = report.passages_embedded / report.seconds if report.seconds else 0.0
+    app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
+                  f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
+                  f"database: {report.index_count} vectors ({encoder.model_id})" + (" [rebuilt]" if report.rebuilt else ""))
+    return encoder
+
+
+@contextmanager
+def _progress(app):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]:.1f} passages/s"), TimeRemainingColumn())
+    with Progress(*columns, console=app.err, transient=True) as progress:
+        task = progress.add_task("", total=None, rate=0.0)
+
+        def advance(done: int, total: int) -> None:
+            elapsed = progress.tasks[0].elapsed or 1e-9
+            progress.update(task, completed=done, total=total, rate=done / elapsed)
+
+        yield advance
 
 
 def announce_story_model(app, settings) -> None:
