@@ -130,3 +130,17 @@ def test_a_model_sentence_is_judged_on_its_own():
     assert not judge_one("It also cut prices by 65 percent within a day of the release.").fit
     assert judge_one("And Meridian cut Atlas-5 prices by 65 percent within a day.").text == \
         "Meridian cut Atlas-5 prices by 65 percent within a day."
+
+
+@pytest.mark.parametrize("text", ["Remind people where we are with the AI Act.",
+                                  "Tell us what changed in the export rules.",
+                                  "Give me the short version of the ruling."])
+def test_a_hosts_instruction_to_the_audience_is_filler_in_an_episode(text):
+    assert judge_one(text, kind="episode").reason == "filler"
+    assert judge_one(text, kind="article").fit  # an article's imperative is advice, kept
+
+
+@pytest.mark.parametrize("text", ["Remember that the act applies to providers of general-purpose models.",
+                                  "Check the model card for the training data."])
+def test_an_imperative_not_aimed_at_the_audience_stays_in_an_episode(text):
+    assert judge_one(text, kind="episode").fit

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # Bumped when the sentence rules, budgets or glossary change what a backend's output becomes, so a
 # stored summary made by older rules is made again instead of served (12-06c: glossary definitions, topic tags).
-RULES_VERSION = "2026-12-06c"
+RULES_VERSION = "2026-12-06d"
 
 Kind = Literal["card", "story_brief", "podcast_insights"]
 KINDS = ("card", "story_brief", "podcast_insights")

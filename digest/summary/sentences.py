@@ -76,6 +76,7 @@ _CROSS_REFERENCE = re.compile(r"^\W*(?:also see|see also|related:|read more|more
 # Page furniture: photo captions and credits ("FILE - Carlos Watson participates in ...", "(AP Photo/...)").
 _CAPTION = re.compile(r"^\W*(?:FILE|PHOTO|IMAGE|VIDEO|WATCH|LISTEN)\b|\((?:AP|Reuters|AFP|Getty) (?:Photo|Images)\b|"
                       r"\bPhoto(?:graph)?: |\bImage credit\b")
+_AUDIENCE = frozenset("people listeners everyone everybody folks audience us me you".split())
 _DISFLUENCY = re.compile(r"\b(?:you know|i mean|kind of|sort of|um+|uh+|like,)\b", re.IGNORECASE)
 
 
@@ -233,6 +234,8 @@ def _judge(text: str, rewrites: tuple[str, ...], parse: Parse, previous: Parse |
         return _reject(text, "orphan", rewrites)
     if subject is not None and parse.tokens[subject].lower in _FIRST_PERSON:
         return _reject(text, "first-person", rewrites)
+    if kind == "episode" and _addresses_audience(parse):
+        return _reject(text, "filler", rewrites)
     resolved = _resolve_opening(parse, previous)
     if resolved is not None:
         text, rule = resolved
@@ -264,6 +267,16 @@ def _surface_problem(text: str, kind: str) -> str:
     if word_count(text) < MIN_WORDS:
         return "length"
     return ""
+
+
+def _addresses_audience(parse: Parse) -> bool:
+    """A host's instruction to the listeners or a guest ("Remind people where we are with the AI
+    Act.", "Tell us what changed."): an imperative opening whose object is the audience. Only in
+    episodes: an article's imperative is usually advice ("Map your obligations now.")."""
+    first = parse.tokens[0] if parse.tokens else None
+    if first is None or first.tag != "VB" or parse.subject is not None:
+        return False
+    return any(t.lower in _AUDIENCE and t.head == 0 for t in parse.tokens[1:])
 
 
 def _leans_on_previous(parse: Parse) -> bool:
