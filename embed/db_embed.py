@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from embed.encoder import Encoder
 from embed.mirror import ensure_quantizer
 from embed.pipeline import EmbedReport, Progress, split_pending
-from store.vectors import claim_pending, pending_count, write_vectors
+from store.vectors import claim_pending, pending_count, refresh_statistics, write_vectors
 
 
 def embed_into_database(sessions: sessionmaker[Session], encoder: Encoder, *, batch: int = 64,
@@ -32,6 +32,7 @@ def embed_into_database(sessions: sessionmaker[Session], encoder: Encoder, *, ba
         report.passages_embedded = _reembed_all(sessions, encoder, batch, progress)
     else:
         report.passages_embedded = _embed_claimed(sessions, encoder, batch, progress)
+    refresh_statistics(sessions, report.passages_embedded)
     ensure_quantizer(sessions, encoder.model_id)
     with sessions() as session:
         from store.vectors import vector_count

@@ -26,7 +26,7 @@ from embed.index import IndexMeta, IndexStore, PassageIndex, VectorIndex, choose
 from embed.passages import split_item
 from store.entry import Segment
 from store.models import Item, Passage
-from store.vectors import missing_ids, vector_count, vectors_for, write_vectors
+from store.vectors import missing_ids, refresh_statistics, vector_count, vectors_for, write_vectors
 
 SPLIT_CHUNK = 200  # items per transaction while splitting
 COMMIT_EVERY = 5000  # passages embedded between index commits: bounds the work a crash loses
@@ -164,6 +164,7 @@ def embed_pending(
         else:
             _update(sessions, encoder, store, report, total - embedded, batch=batch, index_kind=index_kind,
                     nprobe=nprobe, progress=progress)
+    refresh_statistics(sessions, report.passages_embedded + report.vectors_copied)
     if multilingual is not None:
         from embed.multilingual import languages_of
 
