@@ -147,10 +147,13 @@ def vector_count(conn: Connection | Session, model_id: str) -> int:
                             .where(PassageVector.model_id == model_id)).scalar())
 
 
-def vector_ids(conn: Connection | Session, model_id: str) -> np.ndarray:
-    """Every passage id with a vector of `model_id` (a replica's full check, ~8 MB at 1M)."""
-    rows = conn.execute(select(PassageVector.passage_id).where(PassageVector.model_id == model_id))
-    return np.fromiter((r[0] for r in rows), dtype=np.int64)
+def vector_ids(conn: Connection | Session, model_id: str, upto_seq: int | None = None) -> np.ndarray:
+    """Every passage id with a vector of `model_id` (a replica's full check, ~8 MB at 1M);
+    upto_seq: only rows at or below that seq (what a replica at that watermark should hold)."""
+    query = select(PassageVector.passage_id).where(PassageVector.model_id == model_id)
+    if upto_seq is not None:
+        query = query.where(PassageVector.seq <= upto_seq)
+    return np.fromiter((r[0] for r in conn.execute(query)), dtype=np.int64)
 
 
 def get_quantizer(conn: Connection | Session, model_id: str) -> np.ndarray | None:

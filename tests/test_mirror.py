@@ -182,6 +182,20 @@ def test_a_missed_tombstone_and_a_missed_vector_are_repaired_by_check(sessions, 
     assert mirror.check().added == mirror.check().removed == 0
 
 
+def test_rows_committed_since_the_last_sync_are_not_reported_as_missed(sessions, rng, caplog):
+    """A check between a commit and the sync that reaches it is not a fault: it adds nothing (the
+    sync takes those rows) and warns of nothing (it warned under every steady embed load)."""
+    embedded(sessions, rng, 5)
+    mirror = VectorMirror(sessions, MODEL, DIM)
+    mirror.load()
+    embedded(sessions, rng, 4, tag="later")
+    with caplog.at_level("WARNING", logger="embed.mirror"):
+        report = mirror.check()
+    assert report.added == report.removed == 0
+    assert "missed" not in caplog.text
+    assert mirror.sync().added == 4 and sorted(mirror.ids()) == sorted(stored(sessions))
+
+
 def test_vectors_committed_by_concurrent_writers_are_never_skipped(sessions, rng):
     """store/vectors.py promises seqs become visible in order (an advisory lock on PostgreSQL), so
     the vector watermark never passes a row still to commit: without check(), nothing is missed."""

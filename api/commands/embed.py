@@ -38,12 +38,12 @@ def run_embed(ctx: typer.Context, rebuild: bool):
     app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
                   f"index: {report.index_count} vectors ({report.index_kind}, {encoder.model_id})"
-                  + (" [rebuilt]" if report.rebuilt else ""))
+                  + (" \\[rebuilt]" if report.rebuilt else ""))
     if report.multilingual is not None and (report.multilingual.embedded or report.multilingual.removed):
         ml = report.multilingual
         app.out.print(f"across languages: {ml.embedded} embedded, {ml.removed} removed; "
                       f"{ml.counts.get('other', 0)} passages in other languages, {ml.counts.get('leads', 0)} leads "
-                      f"({multilingual.encoder.model_id})" + (" [rebuilt]" if ml.rebuilt else ""))
+                      f"({multilingual.encoder.model_id})" + (" \\[rebuilt]" if ml.rebuilt else ""))
     return encoder
 
 
@@ -62,7 +62,7 @@ def _embed_into_database(app, rebuild: bool):
     rate = report.passages_embedded / report.seconds if report.seconds else 0.0
     app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
-                  f"database: {report.index_count} vectors ({encoder.model_id})" + (" [rebuilt]" if report.rebuilt else ""))
+                  f"database: {report.index_count} vectors ({encoder.model_id})" + (" \\[rebuilt]" if report.rebuilt else ""))
     return encoder
 
 
