@@ -45,6 +45,7 @@ from store.models import Item, Source
 ADMIN_URL = os.environ.get("BRIEFCAST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DEPTH = 100  # what search() asks of each ranking for k=10
 BATCH = 50_000
+COPY_PASSAGES = "COPY passages (id, item_id, position, text, content_hash) FROM STDIN"
 
 
 @dataclass
@@ -97,7 +98,7 @@ def populate(engine: Engine, n: int, corpus: Corpus, tantivy: KeywordWriter) -> 
             ids = list(range(start + 1, stop + 1))
             buffer = io.StringIO("".join(f"{pid}\t{(pid - 1) // PASSAGES_PER_ITEM + 1}\t{(pid - 1) % PASSAGES_PER_ITEM}"
                                          f"\t{t}\t{pid:064x}\n" for pid, t in zip(ids, texts, strict=True)))
-            with raw.cursor() as cur, cur.copy("COPY passages (id, item_id, position, text, content_hash) FROM STDIN") as copy:
+            with raw.cursor() as cur, cur.copy(COPY_PASSAGES) as copy:
                 copy.write(buffer.getvalue())
             raw.commit()
             kw_started = time.perf_counter()
@@ -180,8 +181,10 @@ def measure(n: int, corpus: Corpus, qs: list[str], within_size: int, log) -> Fig
 
 def report(f: Figures, queries_count: int) -> None:
     print(f"\n## N = {f.n:,} passages, {queries_count} queries, top {DEPTH}")
-    print(f"load: PostgreSQL COPY {f.load_s:.1f} s + VACUUM ANALYZE {f.analyze_s:.1f} s; tantivy {f.tantivy_build_s:.1f} s")
-    print(f"size: passages table {f.table_mb:.0f} MB (with text_search), GIN index {f.gin_mb:.0f} MB; tantivy {f.tantivy_mb:.0f} MB")
+    print(f"load: PostgreSQL COPY {f.load_s:.1f} s + VACUUM ANALYZE {f.analyze_s:.1f} s; "
+          f"tantivy {f.tantivy_build_s:.1f} s")
+    print(f"size: passages table {f.table_mb:.0f} MB (with text_search), GIN index {f.gin_mb:.0f} MB; "
+          f"tantivy {f.tantivy_mb:.0f} MB")
     print("| ranking | p50 ms | p99 ms |")
     print("|---|---|---|")
     for label, (p50, p99) in f.latencies.items():
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--within", type=int, default=1000)
     args = parser.parse_args(argv)
     print(machine_line())
-    corpus, qs = Corpus.make(), None
+    corpus = Corpus.make()
     qs = queries(corpus, args.queries)
     for n in (int(s) for s in args.sizes.split(",")):
         report(measure(n, corpus, qs, args.within, lambda m: print(m, flush=True)), len(qs))

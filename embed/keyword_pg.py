@@ -13,18 +13,22 @@ so each term is ranked on its own and weighted here:
 ts_rank of one lexeme grows with its occurrences in the passage and saturates (0.061 for one,
 0.076 for two, 0.083 for three, where it is capped: RANK_MAX), the shape of BM25's tf part; no
 length normalisation (passages are windows of similar length, and a tight bound on a term's
-score lets `_top` skip work). On the retrieval set (tests/test_keyword_pg.py, keyword mode):
-MRR 0.972, recall@10 1.000, timestamp hit 0.814, against tantivy's 0.972 / 1.000 / 0.861.
-Measured alternatives: uncapped 0.969; ts_rank with log-length normalisation 0.971 (but no
-bound for skipping, and 0.61 top-10 agreement with tantivy on synthetic text instead of 0.98); plain ts_rank over the OR'ed words 0.948 and
-ts_rank_cd 0.833 (under the 0.90 pin); BM25 rebuilt from ts_rank with the tsvector's length 0.968.
-idf needs each term's document frequency: taken from the column's ANALYZE statistics for common
-lexemes (`pg_stats.most_common_elems`), else counted in the GIN index (cheap: a lexeme missing
-from those statistics is rare); kept for `cache_seconds`, so new passages shift weights late.
+score lets `_top` skip work). idf needs each term's document frequency: taken from the column's
+ANALYZE statistics for common lexemes (`pg_stats.most_common_elems`), else counted in the GIN
+index (cheap: a lexeme missing from those statistics is rare); kept for `cache_seconds`, so new
+passages shift the weights a little late.
 
-The cost of a ranking is the passages it scores. `_top` scores the rarest words' passages
-first, then only the passages that can still reach that ranking's last score (an OR of ANDs
-the GIN index answers), with the same answer as scoring every passage that holds a word.
+Measured on the retrieval set (tests/test_keyword_pg.py, keyword mode): recall@10 1.000, MRR
+0.972, timestamp hit 0.814; tantivy 1.000 / 0.972 / 0.861. Alternatives measured there: uncapped
+ts_rank 0.969; with log-length normalisation 0.971 (no bound for skipping, and on synthetic text
+0.61 top-10 agreement with tantivy instead of 0.98); plain ts_rank over the OR'ed words, no idf,
+0.948; ts_rank_cd 0.833 (under the 0.90 pin); BM25 rebuilt from ts_rank and the tsvector's
+length 0.968.
+
+A ranking costs the passages it scores (~2 us each from shared buffers, more from disk). `_top`
+scores the rarest words' passages and those holding two of the others first, then only what
+can still reach that ranking's last score, with the same answer as scoring every passage that
+holds a word (benchmarks/keyword_pg.py: p50 13 ms, p99 70 ms at 1M synthetic passages).
 
 Terms in half the passages or more (idf floored to nothing) do not select passages: passages
 with only such words come after every scored one, in no particular order, and only to fill up
@@ -33,7 +37,9 @@ with only such words come after every scored one, in no particular order, and on
 Query text is never parsed as tsquery syntax: the words go through `to_tsvector` (the column's
 configuration, so stems and stopwords match), and each resulting lexeme is quoted into a
 one-lexeme tsquery. The english configuration does not segment Chinese or Japanese (a whole
-run of CJK characters is one "word"), so `has_cjk` is False: no CJK grams here.
+run of CJK characters is one "word"), so `has_cjk` is False: no CJK grams here. Nor does it fold
+accents as tantivy's analyzer does: "cafe" does not find "café" (the unaccent dictionary would,
+but it is an extension some servers lack).
 """
 
 from __future__ import annotations
@@ -216,7 +222,8 @@ class PgKeywordSearcher:
             covered += freqs[lexeme]
         if len(seed) == len(terms):
             return [pid for pid, _ in self._ranked(conn, _any(terms), terms, weights, limit, allowed)]
-        first: list[tuple[str, ...]] = [(t,) for t in seed] + _cheap_pairs(terms[len(seed):], freqs, self._count(conn), limit)
+        pairs = _cheap_pairs(terms[len(seed):], freqs, self._count(conn), limit)
+        first: list[tuple[str, ...]] = [(t,) for t in seed] + pairs
         best = dict(self._ranked(conn, _clauses(first), terms, weights, limit, allowed)) if first else {}
         bounds = {t: weights[t] * BOUND for t in terms}
         while True:
