@@ -1,0 +1,80 @@
+"""The retrieval gate again with `index_source=database` on PostgreSQL: the same 165 queries and
+the same pins (tests/test_retrieval.py PINS) for hybrid, vector and keyword search, read from a
+replica's in-memory mirror of the database's vectors and PostgreSQL's full text instead of the
+FAISS file and tantivy. The vectors are the real torch MiniLM ones of the files-mode world,
+passage by passage (identical texts), so only the engines differ."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from embed.db_embed import embed_into_database
+from embed.encoder import Encoder
+from embed.keyword_pg import PgKeywordSearcher
+from embed.mirror import MirrorReader, VectorMirror
+from embed.search import SearchContext
+from store.db import open_database
+from store.models import Passage
+from store.vectors import vectors_for
+from tests.conftest import _postgres_database
+from tests.retrieval_eval import score_all
+from tests.retrieval_set import store_documents
+from tests.test_retrieval import PINS
+
+
+class SameVectors(Encoder):
+    """The files-mode world's vector for each passage text (the real MiniLM's); a text it has
+    never seen is an error, so nothing here is a stand-in."""
+
+    def __init__(self, by_text: dict[str, np.ndarray], model_id: str, query_encoder: Encoder) -> None:
+        self.by_text, self.model_id, self.dim = by_text, model_id, query_encoder.dim
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.by_text[t] for t in texts])
+
+
+def _vectors_by_text(sessions, model_id: str) -> dict[str, np.ndarray]:
+    with sessions() as session:
+        rows = session.execute(select(Passage.id, Passage.text)).all()
+        vectors = vectors_for(session, model_id, [pid for pid, _ in rows])
+    return {text: vectors[pid] for pid, text in rows}
+
+
+@pytest.fixture(scope="module")
+def database_scores(retrieval_world):
+    files_ctx, rset, _ = retrieval_world
+    query_encoder = files_ctx.encoder
+    by_text = _vectors_by_text(files_ctx.sessions, query_encoder.model_id)
+    for url in _postgres_database():
+        sessions = open_database(url)
+        ids = store_documents(sessions, rset)
+        embed_into_database(sessions, SameVectors(by_text, query_encoder.model_id, query_encoder))
+        reader = MirrorReader(VectorMirror(sessions, query_encoder.model_id, query_encoder.dim),
+                              lambda searcher=PgKeywordSearcher(sessions.kw["bind"]): searcher)
+        ctx = SearchContext(sessions=sessions, reader=reader, encoder_factory=lambda: query_encoder)
+        try:
+            yield {s.mode: s for s in score_all(ctx, rset, ids)}
+        finally:
+            reader.close()
+            sessions.kw["bind"].dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", list(PINS))
+def test_database_mode_meets_the_same_pins(database_scores, mode):
+    s = database_scores[mode]
+    recall, reciprocal, timestamp = PINS[mode]
+    print(f"\ndatabase {mode}: {s}")
+    assert s.recall_at_10 >= recall and s.mrr >= reciprocal and s.timestamp_hit >= timestamp, s
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_database_mode_hybrid_is_at_least_as_good_as_either_alone(database_scores):
+    s = database_scores
+    assert s["hybrid"].mrr >= max(s["vector"].mrr, s["keyword"].mrr) - 0.01
