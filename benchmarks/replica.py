@@ -181,7 +181,11 @@ def world_database(n: int, keep: bool) -> Iterator[tuple[str, dict | None]]:
     reused when its comment says it is complete, else made again; otherwise a scratch database."""
     if not keep:
         with scratch_postgres_database(ADMIN_URL, f"{KEEP_PREFIX}_tmp") as url:
-            yield url, None
+            try:
+                yield url, None
+            except BaseException:  # scratch_postgres_database drops it only on a clean exit
+                drop_database(url.rsplit("/", 1)[1])
+                raise
         return
     name = keep_name(n)
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -197,6 +201,15 @@ def world_database(n: int, keep: bool) -> Iterator[tuple[str, dict | None]]:
     finally:
         admin.dispose()
     yield database_url(name), recorded
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def mark_complete(url: str, built: dict) -> None:
