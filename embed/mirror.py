@@ -15,6 +15,11 @@ Flat or IVF as on disk (embed/index.py): past `flat_limit` vectors, once some pr
 model's IVF centroids (`ensure_quantizer`, run by the embed stage), every replica builds its IVF
 over those same centroids, without training, so replicas assign a vector to the same list and
 answer alike.
+
+A `companion` (embed/keyword_mirror.py's KeywordMirror: the passages' words) follows the same
+ids: after each load, sync or check step changes the vectors, it is handed the ids added (it
+reads their texts itself) and removed, then `commit()`, which makes the step visible to its
+searches at once. It has its own lock; the two halves may differ by one step for a moment.
 """
 
 from __future__ import annotations
@@ -127,11 +132,16 @@ class VectorMirror:
     (`count`, `model_id`, `dim`, `kind`, `threads`, `version`, `search`, `ids`: what
     embed/search.py asks of `Snapshot.vectors`).
 
-    One thread at a time mutates (`load`, `sync`, `check`); any number search meanwhile."""
+    One thread at a time mutates (`load`, `sync`, `check`); any number search meanwhile.
+
+    companion: kept to the same passage ids (`restart()` before a load, `abandon()` if it fails,
+    `add(conn, ids)`, `remove(ids)`, `commit()` after each step, `count` and `ids()` for check)."""
 
     def __init__(self, sessions: sessionmaker[Session], model_id: str, dim: int, *, nprobe: int = 16,
-                 threads: int | None = None, page: int = PAGE, flat_limit: int = FLAT_LIMIT) -> None:
+                 threads: int | None = None, page: int = PAGE, flat_limit: int = FLAT_LIMIT,
+                 companion=None) -> None:
         self.sessions, self.model_id, self.dim = sessions, model_id, dim
+        self.companion = companion
         self.nprobe, self.page, self.flat_limit = nprobe, page, flat_limit
         self._threads = threads
         self._index = self._new_flat()
@@ -184,15 +194,26 @@ class VectorMirror:
             big = centroids is not None and vector_count(conn, self.model_id) > self.flat_limit
             index = self._new_ivf(centroids) if big else self._new_flat()
             vector_seq = 0
-            while True:
-                seqs, ids, vectors = self._page_of_vectors(conn, vector_seq)
-                index.add(ids, vectors)
-                vector_seq = int(seqs[-1]) if len(seqs) else vector_seq
-                if len(seqs) < self.page:
-                    break
+            if self.companion is not None:
+                self.companion.restart()
+            try:
+                while True:
+                    seqs, ids, vectors = self._page_of_vectors(conn, vector_seq)
+                    index.add(ids, vectors)
+                    if self.companion is not None:
+                        self.companion.add(conn, ids)
+                    vector_seq = int(seqs[-1]) if len(seqs) else vector_seq
+                    if len(seqs) < self.page:
+                        break
+            except BaseException:
+                if self.companion is not None:  # a half-read load must not reach its searches
+                    self.companion.abandon()
+                raise
             with self._lock.write():
                 self._index, self.vector_seq, self.tombstone_seq = index, vector_seq, tombstone_seq
                 self.version += 1
+            if self.companion is not None:
+                self.companion.commit()
             self.loaded, self._synced_at = True, time.monotonic()
             self._grow_into_ivf(conn)
         return SyncReport(index.count, 0, vector_seq, tombstone_seq, time.perf_counter() - started)
@@ -212,6 +233,7 @@ class VectorMirror:
                     seqs, ids, vectors = self._page_of_vectors(conn, self.vector_seq)
                     tomb_seqs, dead = tombstones_after(conn, self.tombstone_seq, self.page)
                     removed += self._apply(seqs, ids, vectors, tomb_seqs, dead)
+                    self._follow(conn, ids, dead)
                     added += len(ids)
                     if len(seqs) < self.page and len(tomb_seqs) < self.page:
                         break
@@ -231,7 +253,11 @@ class VectorMirror:
         added = removed = 0
         with self._mutating, self.sessions() as session:
             conn = session.connection()
-            if self.loaded and vector_count(conn, self.model_id) != self.count:
+            if self.loaded and self.companion is not None and self.companion.count != self.count:
+                self._check_companion(conn)  # the keyword half first: repairs below follow it
+            # Rows committed since the last sync are the next sync's: comparing them too sent every
+            # check under a steady embed load down the id diff (4.4 s at 1M, holding off syncs).
+            if self.loaded and vector_count(conn, self.model_id, upto_seq=self.vector_seq) != self.count:
                 stored = vector_ids(conn, self.model_id)
                 synced = vector_ids(conn, self.model_id, upto_seq=self.vector_seq)
                 with self._lock.read():
@@ -245,6 +271,7 @@ class VectorMirror:
                     self._index.add(missing, vectors)
                     removed = self._index.remove(extra)
                     self.version += 1
+                self._follow(conn, missing, extra)
                 added = len(missing)
                 if added or removed:
                     log.warning("vector mirror %s: check added %d and removed %d vectors the sync had missed",
@@ -291,6 +318,25 @@ class VectorMirror:
                 self.tombstone_seq = int(tomb_seqs[-1])
             self.version += 1
         return removed
+
+    def _follow(self, conn: Connection, added: np.ndarray, removed: np.ndarray) -> None:
+        """The companion takes the step the vectors just took."""
+        if self.companion is None or (not len(added) and not len(removed)):
+            return
+        self.companion.add(conn, added)
+        self.companion.remove(removed)
+        self.companion.commit()
+
+    def _check_companion(self, conn: Connection) -> None:
+        """The companion holds other ids than the vectors (a step that failed half way): give it
+        the vectors' ids."""
+        held = np.asarray(self.ids(), dtype=np.int64)
+        theirs = self.companion.ids()
+        missing, extra = np.setdiff1d(held, theirs), np.setdiff1d(theirs, held)
+        self._follow(conn, missing, extra)
+        if len(missing) or len(extra):
+            log.warning("vector mirror %s: check added %d and removed %d passages of its companion",
+                        self.model_id, len(missing), len(extra))
 
     def _new_flat(self) -> VectorIndex:
         index = VectorIndex.empty(self.model_id, self.dim)
