@@ -72,9 +72,13 @@ def rsj_boost(docs: int, with_term: int) -> float:
     return max(1e-6, math.log(odds)) / math.log1p(odds)
 
 
-def _open(path: Path, create: bool = False):
+def _open(path: Path | None, create: bool = False):
+    """The index at `path` (created if asked), or a new one in RAM when `path` is None."""
     tv = _tantivy()
-    index = tv.Index(_schema(), path=str(path), reuse=True) if create else tv.Index.open(str(path))
+    if path is None:
+        index = tv.Index(_schema())
+    else:
+        index = tv.Index(_schema(), path=str(path), reuse=True) if create else tv.Index.open(str(path))
     index.register_tokenizer(ANALYZER, _analyzer())
     index.register_tokenizer(CJK_ANALYZER, tv.TextAnalyzerBuilder(tv.Tokenizer.whitespace()).build())
     return index
@@ -188,25 +192,32 @@ class KeywordSearcher:
         within: only among these ids (a filter's), a required clause that adds nothing to the
         score, so the answer is the filter's own top `limit` wherever its passages rank overall.
         """
-        tv, schema, searcher = _tantivy(), _schema(), self.searcher
-        words = list(words)
-        docs, clauses = searcher.num_docs, []
-        terms = [(TEXT, t) for t in query_terms(words)] + ([(CJK, g) for g in query_grams(words)] if self.has_cjk else [])
-        for field, term in terms:
-            with_term = searcher.doc_freq(field, term)
-            if with_term:  # boosts keep block-max WAND: tantivy multiplies them into each term's scorer
-                clause = tv.Query.term_query(schema, field, term, index_option="freq")
-                clauses.append((tv.Occur.Should, tv.Query.boost_query(clause, rsj_boost(docs, with_term))))
-        if not clauses or limit <= 0 or (within is not None and len(within) == 0):
-            return []
-        query = tv.Query.boolean_query(clauses)
-        if within is not None:
-            allowed = tv.Query.const_score_query(tv.Query.term_set_query(schema, ID, [int(i) for i in within]), 0.0)
-            query = tv.Query.boolean_query([(tv.Occur.Must, query), (tv.Occur.Must, allowed)])
-        hits = searcher.search(query, limit, count=False).hits
-        if not hits:
-            return []
-        return [int(i) for i in self.searcher.fast_field_values(ID, [address for _, address in hits])]
+        return top_ids(self.searcher, words, limit, within, self.has_cjk)
+
+
+def top_ids(searcher, words: Iterable[str], limit: int, within: Sequence[int] | None = None,
+            has_cjk: bool = True) -> list[int]:
+    """KeywordSearcher.search over any tantivy searcher of this schema (embed/keyword_mirror.py
+    searches an index in RAM with it)."""
+    tv, schema = _tantivy(), _schema()
+    words = list(words)
+    docs, clauses = searcher.num_docs, []
+    terms = [(TEXT, t) for t in query_terms(words)] + ([(CJK, g) for g in query_grams(words)] if has_cjk else [])
+    for field, term in terms:
+        with_term = searcher.doc_freq(field, term)
+        if with_term:  # boosts keep block-max WAND: tantivy multiplies them into each term's scorer
+            clause = tv.Query.term_query(schema, field, term, index_option="freq")
+            clauses.append((tv.Occur.Should, tv.Query.boost_query(clause, rsj_boost(docs, with_term))))
+    if not clauses or limit <= 0 or (within is not None and len(within) == 0):
+        return []
+    query = tv.Query.boolean_query(clauses)
+    if within is not None:
+        allowed = tv.Query.const_score_query(tv.Query.term_set_query(schema, ID, [int(i) for i in within]), 0.0)
+        query = tv.Query.boolean_query([(tv.Occur.Must, query), (tv.Occur.Must, allowed)])
+    hits = searcher.search(query, limit, count=False).hits
+    if not hits:
+        return []
+    return [int(i) for i in searcher.fast_field_values(ID, [address for _, address in hits])]
 
 
 def _link_tree(source: Path, dest: Path) -> None:
