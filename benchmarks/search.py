@@ -898,6 +898,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-minilm", dest="minilm", action="store_false", help="skip part 5 (real encoder latency)")
     parser.add_argument("--keyword-queries", type=int, default=300, help="queries for FTS5 vs tantivy in-process")
     parser.add_argument("--workdir", type=Path, default=None, help="keep databases and indexes here (default: a temp dir)")
+    parser.add_argument("--nprobe", type=int, default=None, help="the server's IVF nprobe (default: the setting's default)")
     parser.add_argument("--reuse", action="store_true",
                         help="with --workdir: serve the world an earlier run built there for N (same --encoder and "
                              "--server-index) instead of building it again; parts 1 and 2a are then skipped")
@@ -913,7 +914,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def bench_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
     defaults = Settings.model_fields
     return Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'briefcast.db'}", encoder=args.encoder,
-                    nprobe=defaults["nprobe"].default, index_kind="auto", encoder_threads=None,
+                    nprobe=args.nprobe or defaults["nprobe"].default, index_kind="auto", encoder_threads=None,
                     max_k=defaults["max_k"].default)
 
 
@@ -1137,7 +1138,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model_id = MINILM_MODEL_ID
     real_queries = real_query_vectors(args, text_queries[:args.queries], log)
-    nprobe = Settings.model_fields["nprobe"].default
+    nprobe = args.nprobe or Settings.model_fields["nprobe"].default
 
     index_figures, server_figures, stage_figures, keyword_figures = [], [], [], []
     root = args.workdir or Path(tempfile.mkdtemp(prefix="briefcast-search-bench-"))
