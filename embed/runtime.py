@@ -166,13 +166,21 @@ def passage_vectors_source(settings: Settings, sessions: sessionmaker[Session]):
 
 
 def database_reader(settings: Settings, sessions: sessionmaker[Session], serving: bool):
-    """An in-memory FAISS mirror of the database's vectors, with PostgreSQL full-text keywords."""
-    from embed.keyword_pg import PgKeywordSearcher
+    """An in-memory FAISS mirror of the database's vectors, with its keyword half: a tantivy index
+    built in RAM from the mirror's passages (database_keywords=tantivy) or PostgreSQL full text."""
     from embed.mirror import MirrorReader, VectorMirror
 
     model_id, dim = passage_model(settings)
-    mirror = VectorMirror(sessions, model_id, dim, nprobe=settings.nprobe, threads=1 if serving else None)
-    keywords = PgKeywordSearcher(sessions.kw["bind"])  # one per process: it may cache term statistics
+    if settings.database_keywords == "tantivy":
+        from embed.keyword_mirror import KeywordMirror
+
+        keywords = companion = KeywordMirror()  # filled and kept in step by the vector mirror
+    else:
+        from embed.keyword_pg import PgKeywordSearcher
+
+        keywords, companion = PgKeywordSearcher(sessions.kw["bind"]), None  # one per process: it caches term statistics
+    mirror = VectorMirror(sessions, model_id, dim, nprobe=settings.nprobe, threads=1 if serving else None,
+                          companion=companion)
     return MirrorReader(mirror, lambda: keywords, sync_every=settings.mirror_sync_seconds,
                         check_every=settings.mirror_check_seconds)
 

@@ -1,7 +1,7 @@
 """The retrieval gate again with `index_source=database` on PostgreSQL: the same 165 queries and
 the same pins (tests/test_retrieval.py PINS) for hybrid, vector and keyword search, read from a
-replica's in-memory mirror of the database's vectors and PostgreSQL's full text instead of the
-FAISS file and tantivy. The vectors are the real torch MiniLM ones of the files-mode world,
+replica's in-memory mirror of the database's vectors, with either keyword half (a tantivy index
+the replica builds in RAM, or PostgreSQL's full text), instead of the FAISS file and tantivy. The vectors are the real torch MiniLM ones of the files-mode world,
 passage by passage (identical texts), so only the engines differ."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from embed.db_embed import embed_into_database
 from embed.encoder import Encoder
+from embed.keyword_mirror import KeywordMirror
 from embed.keyword_pg import PgKeywordSearcher
 from embed.mirror import MirrorReader, VectorMirror
 from embed.search import SearchContext
@@ -44,8 +45,16 @@ def _vectors_by_text(sessions, model_id: str) -> dict[str, np.ndarray]:
     return {text: vectors[pid] for pid, text in rows}
 
 
-@pytest.fixture(scope="module")
-def database_scores(retrieval_world):
+def _keyword_half(engine: str, sessions):
+    """(the searcher, the mirror's companion) as embed/runtime.py database_reader makes them."""
+    if engine == "tantivy":
+        mirror = KeywordMirror()
+        return mirror, mirror
+    return PgKeywordSearcher(sessions.kw["bind"]), None
+
+
+@pytest.fixture(scope="module", params=["tantivy", "postgres"])
+def database_scores(request, retrieval_world):
     files_ctx, rset, _ = retrieval_world
     query_encoder = files_ctx.encoder
     by_text = _vectors_by_text(files_ctx.sessions, query_encoder.model_id)
@@ -53,8 +62,9 @@ def database_scores(retrieval_world):
         sessions = open_database(url)
         ids = store_documents(sessions, rset)
         embed_into_database(sessions, SameVectors(by_text, query_encoder.model_id, query_encoder))
-        reader = MirrorReader(VectorMirror(sessions, query_encoder.model_id, query_encoder.dim),
-                              lambda searcher=PgKeywordSearcher(sessions.kw["bind"]): searcher)
+        keywords, companion = _keyword_half(request.param, sessions)
+        reader = MirrorReader(VectorMirror(sessions, query_encoder.model_id, query_encoder.dim, companion=companion),
+                              lambda: keywords)
         ctx = SearchContext(sessions=sessions, reader=reader, encoder_factory=lambda: query_encoder)
         try:
             yield {s.mode: s for s in score_all(ctx, rset, ids)}
