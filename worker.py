@@ -391,7 +391,8 @@ def _embed_into_database() -> dict:
     from embed.db_embed import embed_into_database
 
     settings = runtime.settings
-    report = embed_into_database(runtime.sessions(), runtime.encoder(), batch=settings.embed_batch)
+    report = embed_into_database(runtime.sessions(), runtime.encoder(), batch=settings.embed_batch,
+                                 multilingual=runtime.multilingual())
     if report.items_split or report.passages_embedded:
         enqueue_once(cluster, "cluster", settings.worker_embed_every_seconds)
     return {"status": "done", "items_split": report.items_split, "passages_embedded": report.passages_embedded,

@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from embed.encoder import Encoder
 from embed.mirror import ensure_quantizer
 from embed.pipeline import EmbedReport, Progress, split_pending
-from store.vectors import claim_pending, pending_count, refresh_statistics, write_vectors
+from store.vectors import claim_pending, pending_count, refresh_statistics, vector_count, write_vectors
 
 
 def embed_into_database(sessions: sessionmaker[Session], encoder: Encoder, *, batch: int = 64,
-                        rebuild: bool = False, progress: Progress | None = None) -> EmbedReport:
+                        rebuild: bool = False, progress: Progress | None = None, multilingual=None) -> EmbedReport:
     """Split changed items, then embed every passage without a vector of this encoder's model
-    (rebuild: every passage again, each replaced in place so search answers throughout)."""
+    (rebuild: every passage again, each replaced in place so search answers throughout); then,
+    given a DatabaseMultilingualEmbedding, bring the second encoder's roles up to date."""
     started = time.perf_counter()
     report = EmbedReport(index_kind="database")
     split_pending(sessions, report)
@@ -35,9 +36,11 @@ def embed_into_database(sessions: sessionmaker[Session], encoder: Encoder, *, ba
     refresh_statistics(sessions, report.passages_embedded)
     ensure_quantizer(sessions, encoder.model_id)
     with sessions() as session:
-        from store.vectors import vector_count
-
         report.index_count = vector_count(session, encoder.model_id)
+    if multilingual is not None:
+        from embed.multilingual import languages_of
+
+        report.multilingual = multilingual.sync(sessions, languages_of(encoder.model_id), batch=batch)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -108,6 +108,57 @@ def _texts(sessions, ids: list[int]) -> list[str]:
     return [found.get(i, "") for i in ids]
 
 
+ROLE_SEPARATOR = "@"  # not "#": the ONNX export's ids carry one ("...#onnx-int8")
+
+
+def role_model_id(model_id: str, role: str) -> str:
+    """What a role's vectors are stored under in the database (`index_source=database`): one
+    encoder, two sets of passages, two mirrors."""
+    return f"{model_id}{ROLE_SEPARATOR}{role}"
+
+
+def encoder_of(model_id: str) -> str:
+    """The encoder's model id behind a role's stored id (itself for any other id)."""
+    return model_id.rsplit(ROLE_SEPARATOR, 1)[0] if model_id.endswith((f"{ROLE_SEPARATOR}{OTHER}",
+                                                                       f"{ROLE_SEPARATOR}{LEADS}")) else model_id
+
+
+class DatabaseMultilingualEmbedding:
+    """The second half of the embed stage with `index_source=database`: each role's vectors live in
+    `passage_vectors` under `role_model_id`, kept equal to what `wanted_ids` names; every API
+    process mirrors them. Two workers may encode the same missing passage at once (no claim here:
+    the set is small, and the second write replaces the first's identical vector)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+
+    def model_change(self) -> tuple[str, str] | None:
+        return None  # another encoder's vectors are other rows: a new encoder simply fills its own
+
+    def sync(self, sessions, covered: frozenset[str] | None, batch: int = 64) -> MultilingualReport:
+        started, report = time.perf_counter(), MultilingualReport()
+        for name, wanted in wanted_ids(sessions, covered).items():
+            self._sync_role(sessions, role_model_id(self.encoder.model_id, name), wanted, batch, report)
+            report.counts[name] = len(wanted)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _sync_role(self, sessions, model_id: str, wanted: set[int], batch: int, report: MultilingualReport) -> None:
+        from store.vectors import delete_vectors, vector_ids, write_vectors
+
+        with sessions() as session:
+            held = set(vector_ids(session, model_id).tolist())
+        if held - wanted:
+            with sessions() as session, session.begin():
+                report.removed += delete_vectors(session, model_id, sorted(held - wanted))
+        missing = sorted(wanted - held)
+        for start in range(0, len(missing), batch):
+            ids = missing[start:start + batch]
+            vectors = self.encoder.embed_batch(_texts(sessions, ids))
+            with sessions() as session, session.begin():
+                report.embedded += write_vectors(session, model_id, ids, vectors, mark=False)
+
+
 class MultilingualEmbedding:
     """The embed stage's second half: keeps both stores equal to what `wanted_ids` names."""
 
@@ -173,8 +224,10 @@ class MultilingualSearch:
         vectors = self.readers[OTHER].snapshot().vectors
         if vectors is None or vectors.count == 0:
             return frozenset()
-        if self._other is None or self._other[0] is not vectors:
-            self._other = (vectors, frozenset(vectors.ids()))
+        # A mirror (index_source=database) stays the same object while it changes: its version counts.
+        key = (vectors, getattr(vectors, "version", None))
+        if self._other is None or self._other[0] != key:
+            self._other = (key, frozenset(vectors.ids()))
         return self._other[1]
 
     def indexes(self, foreign: bool) -> list:

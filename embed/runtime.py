@@ -60,16 +60,39 @@ def make_multilingual_embedding(settings: Settings):
     from embed.multilingual_index import MultilingualEmbedding
 
     encoder = make_multilingual_encoder(settings, threads=settings.encoder_threads)
-    return MultilingualEmbedding(encoder, settings.index_dir) if encoder is not None else None
+    if encoder is None:
+        return None
+    if uses_database_index(settings):
+        from embed.multilingual_index import DatabaseMultilingualEmbedding
+
+        return DatabaseMultilingualEmbedding(encoder)
+    return MultilingualEmbedding(encoder, settings.index_dir)
 
 
-def make_multilingual_search(settings: Settings, serving: bool = False):
+def _role_mirrors(settings: Settings, sessions: sessionmaker[Session], serving: bool) -> dict:
+    """index_source=database: a mirror of each role's vectors (no keyword half: keywords are the
+    passage index's)."""
+    from embed.mirror import MirrorReader, VectorMirror
+    from embed.multilingual_index import LEADS, OTHER, role_model_id
+
+    encoder = make_multilingual_encoder(settings)  # lazy: only its id and dimension are read here
+    return {name: MirrorReader(VectorMirror(sessions, role_model_id(encoder.model_id, name), encoder.dim,
+                                            nprobe=settings.nprobe, threads=1 if serving else None),
+                               lambda: None, sync_every=settings.mirror_sync_seconds,
+                               check_every=settings.mirror_check_seconds)
+            for name in (OTHER, LEADS)}
+
+
+def make_multilingual_search(settings: Settings, serving: bool = False, sessions: sessionmaker[Session] | None = None):
     from embed.multilingual_index import DEFAULT_FLOOR, MultilingualSearch, stores
 
     if settings.multilingual_encoder == "none":
         return None
-    readers = {name: IndexReader(store, nprobe=settings.nprobe, threads=1 if serving else None)
-               for name, store in stores(settings.index_dir).items()}
+    if uses_database_index(settings) and sessions is not None:
+        readers = _role_mirrors(settings, sessions, serving)
+    else:
+        readers = {name: IndexReader(store, nprobe=settings.nprobe, threads=1 if serving else None)
+                   for name, store in stores(settings.index_dir).items()}
     floor = settings.multilingual_floor if settings.multilingual_floor is not None else DEFAULT_FLOOR
     return MultilingualSearch(readers, lambda: make_multilingual_encoder(settings, threads=settings.query_threads or None),
                               floor)
@@ -194,10 +217,9 @@ def search_context(settings: Settings, sessions: sessionmaker[Session], *, servi
     contending per query).
     """
     if uses_database_index(settings):
-        # The second index (across languages) is files-only for now: in this mode a passage in a
-        # language the passage encoder does not cover is found only as well as it ranks there.
         return SearchContext(sessions=sessions, reader=database_reader(settings, sessions, serving),
-                             encoder_factory=lambda: make_query_encoder(settings))
+                             encoder_factory=lambda: make_query_encoder(settings),
+                             multilingual=make_multilingual_search(settings, serving, sessions))
     reader = IndexReader(index_store(settings), nprobe=settings.nprobe, threads=1 if serving else None)
     return SearchContext(sessions=sessions, reader=reader, encoder_factory=lambda: make_query_encoder(settings),
                          multilingual=make_multilingual_search(settings, serving))

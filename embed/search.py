@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embed.encoder import Encoder
 from embed.index import IndexMismatchError, IndexReader, Snapshot, VectorIndex
-from embed.multilingual_index import MultilingualSearch, other_script
+from embed.multilingual_index import MultilingualSearch, encoder_of, other_script
 from embed.owners import PassageOwners, owners_from_database
 from store.links import moment_url, safe_url
 from store.models import Item, Passage, Source
@@ -219,7 +219,7 @@ def multilingual_ranking(ml: MultilingualSearch, indexes: list[VectorIndex], que
     embedded = ml.encoder.embed_batch([query])
     merged: dict[int, float] = {}
     for index in indexes:
-        if not ml.encoder.can_query(index.model_id):
+        if not ml.encoder.can_query(encoder_of(index.model_id)):
             raise IndexMismatchError(f"multilingual index built with {index.model_id}, search uses "
                                      f"{ml.encoder.model_id}: run `briefcast embed`")
         scored: dict[int, float] = {}

@@ -46,12 +46,13 @@ def _is_postgres(session_or_conn) -> bool:
 
 
 def write_vectors(session: Session, model_id: str, ids: Sequence[int], vectors: np.ndarray,
-                  keep_existing: bool = False) -> int:
+                  keep_existing: bool = False, mark: bool = True) -> int:
     """Store the vectors of these passages for `model_id` and mark them embedded with it, in the
     caller's transaction; a passage deleted meanwhile is skipped. Returns how many were marked.
 
     A passage that already has a vector of this model gets a new row (a new seq), so replicas take
-    the new one as a change; keep_existing: its stored vector is kept (the caller took it from there)."""
+    the new one as a change; keep_existing: its stored vector is kept (the caller took it from there).
+    mark=False: vectors of another role than the passage encoder's (no embedded mark)."""
     ids = [int(i) for i in ids]
     if not ids:
         return 0
@@ -73,7 +74,8 @@ def write_vectors(session: Session, model_id: str, ids: Sequence[int], vectors: 
                                                     PassageVector.passage_id.in_(kept)))
     if rows:
         session.execute(insert(PassageVector), rows)
-    session.execute(update(Passage).where(Passage.id.in_(kept)).values(embedded_model=model_id))
+    if mark:  # the passage encoder's vectors; a second role's (embed/multilingual_index.py) marks nothing
+        session.execute(update(Passage).where(Passage.id.in_(kept)).values(embedded_model=model_id))
     return len(kept)
 
 
@@ -206,3 +208,13 @@ def refresh_statistics(sessions, written: int) -> None:
         if _is_postgres(session):
             session.execute(text("ANALYZE passage_vectors"))
 
+
+
+def delete_vectors(session: Session, model_id: str, ids: Sequence[int]) -> int:
+    """Drop these passages' vectors of `model_id` (a passage that left a role, not the database:
+    replicas find it by their count check, as no tombstone is written)."""
+    ids, dropped = [int(i) for i in ids], 0
+    for start in range(0, len(ids), 1000):
+        dropped += session.execute(delete(PassageVector).where(
+            PassageVector.model_id == model_id, PassageVector.passage_id.in_(ids[start:start + 1000]))).rowcount
+    return dropped

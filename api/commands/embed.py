@@ -39,30 +39,36 @@ def run_embed(ctx: typer.Context, rebuild: bool):
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
                   f"index: {report.index_count} vectors ({report.index_kind}, {encoder.model_id})"
                   + (" \\[rebuilt]" if report.rebuilt else ""))
+    _print_multilingual(app, report, multilingual)
+    return encoder
+
+
+def _print_multilingual(app, report, multilingual) -> None:
     if report.multilingual is not None and (report.multilingual.embedded or report.multilingual.removed):
         ml = report.multilingual
         app.out.print(f"across languages: {ml.embedded} embedded, {ml.removed} removed; "
                       f"{ml.counts.get('other', 0)} passages in other languages, {ml.counts.get('leads', 0)} leads "
                       f"({multilingual.encoder.model_id})" + (" \\[rebuilt]" if ml.rebuilt else ""))
-    return encoder
 
 
 def _embed_into_database(app, rebuild: bool):
     """index_source=database: vectors go to the database only; each process's mirror syncs them."""
     from embed.db_embed import embed_into_database
-    from embed.runtime import make_encoder
+    from embed.runtime import make_encoder, make_multilingual_embedding
 
     settings = app.settings
     with app.err.status("loading the encoder…"):
         encoder = make_encoder(settings)
     announce_story_model(app, settings)
+    multilingual = make_multilingual_embedding(settings)
     with _progress(app) as advance:
         report = embed_into_database(app.sessions(), encoder, batch=settings.embed_batch, rebuild=rebuild,
-                                     progress=advance)
+                                     progress=advance, multilingual=multilingual)
     rate = report.passages_embedded / report.seconds if report.seconds else 0.0
     app.out.print(f"{report.items_split} items split: {report.passages_added} passages new, "
                   f"{report.passages_removed} removed; {report.passages_embedded} embedded ({rate:.1f}/s); "
                   f"database: {report.index_count} vectors ({encoder.model_id})" + (" \\[rebuilt]" if report.rebuilt else ""))
+    _print_multilingual(app, report, multilingual)
     return encoder
 
 
