@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, insert, text
 
-from benchmarks.search import _FUNCTION_WORDS, PASSAGES_PER_ITEM, Corpus, machine_line, percentiles_ms
+from benchmarks.search import PASSAGES_PER_ITEM, Corpus, machine_line, percentiles_ms
 from embed.keyword import KeywordSearcher, KeywordWriter
 from embed.keyword_pg import PgKeywordSearcher
 from embed.search import keyword_terms
@@ -61,18 +61,6 @@ class Figures:
     agreement: float
     within_agreement: float
     tie_agreement: float
-
-
-def queries(corpus: Corpus, count: int, seed: int = 11) -> list[str]:
-    """2-6 content words each, a function word in half of them."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        terms = [corpus.words[r] for r in corpus.ranks(rng, rng.integers(2, 7), lowest=len(_FUNCTION_WORDS))]
-        if rng.random() < 0.5:
-            terms.insert(1, _FUNCTION_WORDS[rng.integers(0, len(_FUNCTION_WORDS))])
-        out.append(" ".join(terms))
-    return out
 
 
 def populate(engine: Engine, n: int, corpus: Corpus, tantivy: KeywordWriter) -> tuple[float, float]:
@@ -201,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(machine_line())
     corpus = Corpus.make()
-    qs = queries(corpus, args.queries)
+    qs = corpus.queries(args.queries, most_words=6)  # 2-6 words
     for n in (int(s) for s in args.sizes.split(",")):
         report(measure(n, corpus, qs, args.within, lambda m: print(m, flush=True)), len(qs))
 

@@ -340,12 +340,13 @@ class Corpus:
         words = self.words
         return [" ".join(words[r] for r in row) for row in self.ranks(rng, (count, WORDS_PER_PASSAGE)).tolist()]
 
-    def queries(self, count: int, seed: int = 11) -> list[str]:
-        """2-4 content words each (Zipf over the non-function words), a function word in half of them."""
+    def queries(self, count: int, seed: int = 11, most_words: int = 4) -> list[str]:
+        """2 to `most_words` content words each (Zipf over the non-function words), a function word
+        in half of them."""
         rng = np.random.default_rng(seed)
         out = []
         for _ in range(count):
-            terms = [self.words[r] for r in self.ranks(rng, rng.integers(2, 5), lowest=len(_FUNCTION_WORDS))]
+            terms = [self.words[r] for r in self.ranks(rng, rng.integers(2, most_words + 1), lowest=len(_FUNCTION_WORDS))]
             if rng.random() < 0.5:
                 terms.insert(1, _FUNCTION_WORDS[rng.integers(0, len(_FUNCTION_WORDS))])
             out.append(" ".join(terms))

@@ -11,10 +11,8 @@ import subprocess
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from datetime import timedelta
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import httpx
 from sqlalchemy import select, text
@@ -30,6 +28,7 @@ from tests.workers import (
     RedisServer,
     beat_process,
     briefcast_env,
+    rss,
     worker_process,
 )
 
@@ -73,15 +72,7 @@ def item_body(feed: int, n: int, words: int = 50) -> str:
 
 
 def unique_rss(feed: int, items: int, base_url: str) -> bytes:
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    entries = "".join(
-        f"<item><title>Feed {feed} item {n}</title><link>{base_url}/feed{feed}/item{n}.html</link>"
-        f"<guid isPermaLink=\"false\">{guid(feed, n)}</guid>"
-        f"<pubDate>{format_datetime(now - timedelta(minutes=n), usegmt=True)}</pubDate>"
-        f"<description>{escape(item_body(feed, n))}</description></item>"
-        for n in range(items))
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Feed {feed}</title>'
-            f"<link>{base_url}/</link><description>generated</description>{entries}</channel></rss>").encode()
+    return rss(feed, items, base_url, text=item_body, guid=guid, every=timedelta(minutes=1))
 
 
 # --- one machine: a data directory of its own and the processes that use it --------------------

@@ -161,13 +161,19 @@ def item_text(feed: int, n: int, words: int = 120) -> str:
     return f"Report {feed}-{n}. " + " ".join(picked) + "."
 
 
-def rss(feed: int, items: int, base_url: str, words: int = 120) -> bytes:
+def rss(feed: int, items: int, base_url: str, words: int = 120, *,
+        text: Callable[[int, int], str] | None = None, guid: Callable[[int, int], str] | None = None,
+        every: timedelta = timedelta(hours=1)) -> bytes:
+    """A generated RSS feed; `text` and `guid` (feed, n) -> str replace the default body and guid,
+    `every` is the time between two items."""
+    text = text or (lambda f, n: item_text(f, n, words))
+    guid = guid or (lambda f, n: f"feed{f}-item{n}")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     entries = "".join(
         f"<item><title>Feed {feed} item {n}</title><link>{base_url}/feed{feed}/item{n}.html</link>"
-        f"<guid isPermaLink=\"false\">feed{feed}-item{n}</guid>"
-        f"<pubDate>{format_datetime(now - timedelta(hours=n), usegmt=True)}</pubDate>"
-        f"<description>{escape(item_text(feed, n, words))}</description></item>"
+        f"<guid isPermaLink=\"false\">{guid(feed, n)}</guid>"
+        f"<pubDate>{format_datetime(now - every * n, usegmt=True)}</pubDate>"
+        f"<description>{escape(text(feed, n))}</description></item>"
         for n in range(items))
     return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Feed {feed}</title>'
             f"<link>{base_url}/</link><description>generated</description>{entries}</channel></rss>").encode()
