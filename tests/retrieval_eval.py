@@ -36,9 +36,15 @@ def build(corpus: Path, workdir: Path, encoder: Encoder) -> tuple[SearchContext,
 
 
 def score_mode(ctx: SearchContext, rset: RetrievalSet, ids: dict[str, int], mode: str) -> ModeScores:
+    return score_hits(rset, ids, lambda q: search(ctx, q, k=10, mode=mode), mode)
+
+
+def score_hits(rset: RetrievalSet, ids: dict[str, int], hits_for, mode: str) -> ModeScores:
+    """The set's figures for a ranking: `hits_for(query text)` gives its top hits, one per item,
+    best first, each with `item_id`, `start` and `end` (a SearchHit, or anything shaped like one)."""
     results, relevant, detail_results, detail_relevant, covered = [], [], [], [], []
     for query in rset.queries:
-        hits = search(ctx, query.q, k=10, mode=mode)
+        hits = hits_for(query.q)
         ranked = [h.item_id for h in hits]
         wanted = {ids[key] for key in query.relevant}
         results.append(ranked)

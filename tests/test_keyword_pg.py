@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,8 +21,8 @@ from embed.search import keyword_terms
 from store.db import MIGRATIONS, open_database
 from store.models import Item, Passage, Source
 from tests.conftest import _postgres_database
-from tests.retrieval_eval import AT_TOLERANCE, ModeScores
-from tests.retrieval_set import RetrievalSet, load_set, mrr, recall_at_k, store_documents
+from tests.retrieval_eval import ModeScores, score_hits
+from tests.retrieval_set import RetrievalSet, load_set, store_documents
 from tests.test_retrieval import PINS
 
 pytestmark = pytest.mark.postgres
@@ -257,25 +258,14 @@ def keyword_world(corpus: Path, url: str) -> KeywordWorld:
 def score_keyword_ranking(world: KeywordWorld, rank: Callable[[list[str], int], list[int]]) -> ModeScores:
     """What tests/retrieval_eval.score_mode measures for mode=keyword: search()'s depth of 100,
     each item by its best passage, the top 10 items."""
-    results, relevant, detail_results, detail_relevant, covered = [], [], [], [], []
-    for query in world.rset.queries:
+    def hits_for(q: str) -> list[SimpleNamespace]:
         best: dict[int, int] = {}
-        for pid in rank(keyword_terms(query.q), 100):
+        for pid in rank(keyword_terms(q), 100):
             best.setdefault(world.passages[pid][0], pid)
-        ranked = list(best)[:10]
-        wanted = {world.ids[key] for key in query.relevant}
-        results.append(ranked)
-        relevant.append(wanted)
-        if query.style == "detail":
-            detail_results.append(ranked)
-            detail_relevant.append(wanted)
-        if query.at is not None:
-            hit = next((best[i] for i in ranked if i in wanted), None)
-            _, start, end = world.passages[hit] if hit is not None else (None, None, None)
-            covered.append(start is not None and start - AT_TOLERANCE <= query.at <= (end or start) + AT_TOLERANCE)
-    return ModeScores(mode="keyword", recall_at_10=round(recall_at_k(results, relevant, 10), 4),
-                      mrr=round(mrr(results, relevant), 4), detail_mrr=round(mrr(detail_results, detail_relevant), 4),
-                      timestamp_hit=round(sum(covered) / len(covered), 4) if covered else 0.0)
+        return [SimpleNamespace(item_id=item, start=world.passages[pid][1], end=world.passages[pid][2])
+                for item, pid in list(best.items())[:10]]
+
+    return score_hits(world.rset, world.ids, hits_for, "keyword")
 
 
 def tantivy_over(world: KeywordWorld, path: Path) -> KeywordSearcher:

@@ -24,7 +24,7 @@ from store.vectors import vectors_for
 from tests.conftest import _postgres_database
 from tests.retrieval_eval import score_all
 from tests.retrieval_set import store_documents
-from tests.test_retrieval import PINS
+from tests.test_retrieval import PINS, hybrid_at_least_as_good, meets_pins
 
 
 class SameVectors(Encoder):
@@ -77,14 +77,10 @@ def database_scores(request, retrieval_world):
 @pytest.mark.postgres
 @pytest.mark.parametrize("mode", list(PINS))
 def test_database_mode_meets_the_same_pins(database_scores, mode):
-    s = database_scores[mode]
-    recall, reciprocal, timestamp = PINS[mode]
-    print(f"\ndatabase {mode}: {s}")
-    assert s.recall_at_10 >= recall and s.mrr >= reciprocal and s.timestamp_hit >= timestamp, s
+    assert meets_pins(database_scores[mode], mode), database_scores[mode]
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_database_mode_hybrid_is_at_least_as_good_as_either_alone(database_scores):
-    s = database_scores
-    assert s["hybrid"].mrr >= max(s["vector"].mrr, s["keyword"].mrr) - 0.01
+    assert hybrid_at_least_as_good(database_scores)
