@@ -322,7 +322,6 @@ def full_ranking(engine: Engine, words: list[str], limit: int, within: list[int]
 
 def test_skipping_common_words_passages_gives_the_full_rankings_answer(engine):
     from benchmarks.search import Corpus
-    from benchmarks.keyword_pg import queries
 
     corpus = Corpus.make(size=3000)
     rng = np.random.default_rng(1)
@@ -336,7 +335,7 @@ def test_skipping_common_words_passages_gives_the_full_rankings_answer(engine):
 
     event.listen(engine, "before_cursor_execute", seen)
     two_steps = 0
-    for query in queries(corpus, 40, seed=4):
+    for query in corpus.queries(40, seed=4, most_words=6):
         words = keyword_terms(query)
         before = len(rankings)
         assert searcher.search(words, 20) == full_ranking(engine, words, 20), query
