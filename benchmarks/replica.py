@@ -203,23 +203,23 @@ def world_database(n: int, keep: bool) -> Iterator[tuple[str, dict | None]]:
     yield database_url(name), recorded
 
 
-def drop_database(name: str) -> None:
+def _admin_execute(statement: str) -> None:
+    """One statement on the server's admin database, outside a transaction (CREATE/DROP DATABASE)."""
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def drop_database(name: str) -> None:
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def mark_complete(url: str, built: dict) -> None:
     name = url.rsplit("/", 1)[1]
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"COMMENT ON DATABASE \"{name}\" IS '{json.dumps(built | {'complete': True})}'"))
-    finally:
-        admin.dispose()
+    _admin_execute(f"COMMENT ON DATABASE \"{name}\" IS '{json.dumps(built | {'complete': True})}'")
 
 
 def draw_vectors(n: int) -> np.ndarray:

@@ -378,9 +378,9 @@ def ensure_quantizer(sessions: sessionmaker[Session], model_id: str, flat_limit:
         stored = get_quantizer(conn, model_id)
         if stored is not None:
             return stored
-        ids = vector_ids(conn, model_id)
-        if len(ids) <= flat_limit:
+        if vector_count(conn, model_id) <= flat_limit:  # every embed run asks: a count, not every id
             return None
+        ids = vector_ids(conn, model_id)
         nlist = min(ivf_lists(len(ids)), len(ids))  # k-means needs a point per list (a flat_limit below 16)
         wanted = min(len(ids), SAMPLE_PER_LIST * nlist)
         sample_ids = np.sort(np.random.default_rng(seed).choice(ids, size=wanted, replace=False))
